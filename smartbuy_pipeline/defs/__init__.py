@@ -1,0 +1,1 @@
+"""Dagster wiring, one module per domain. Thin: each module calls the layers below it."""

@@ -1,0 +1,46 @@
+"""The code location loads, and its lists of assets, jobs, schedules and sensors are as expected.
+
+A change to these lists is a change to what ops see in the UI: update the snapshot on purpose.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from smartbuy_pipeline.definitions import defs
+
+EXPECTED = {
+    "assets": [],
+    "asset_checks": [],
+    "jobs": ["seed_demo_catalog"],
+    "schedules": [],
+    "sensors": [],
+    "resources": ["database"],
+}
+
+
+def snapshot(d: dg.Definitions) -> dict[str, list[str]]:
+    repo = d.get_repository_def()
+    return {
+        "assets": sorted(k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()),
+        "asset_checks": sorted(k.to_user_string() for k in repo.asset_graph.asset_check_keys),
+        "jobs": sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")),
+        "schedules": sorted(s.name for s in repo.schedule_defs),
+        "sensors": sorted(s.name for s in repo.sensor_defs),
+        "resources": sorted(d.resources or {}),
+    }
+
+
+def test_definitions_load_and_validate():
+    d = defs()
+    dg.Definitions.validate_loadable(d)
+
+
+def test_definitions_snapshot():
+    assert snapshot(defs()) == EXPECTED
+
+
+def test_database_url_is_an_env_var_not_a_value():
+    # The UI and run metadata show the variable's name; the secret stays in the environment.
+    database = defs().resources["database"]
+    assert database.url == dg.EnvVar("SMARTBUY_DATABASE_URL")
