@@ -66,8 +66,8 @@ class DatabaseUrl:
     def redacted(self) -> str:
         """The URL with any password replaced, safe for logs and error messages."""
         parts = urlsplit(self.url)
-        if parts.password is None:
-            return self.url
+        if not parts.password:
+            return self.url.replace(":@", "@", 1) if ":@" in parts.netloc else self.url
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
 

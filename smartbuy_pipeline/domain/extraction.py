@@ -77,6 +77,7 @@ __all__ = [
     "parse_availability",
     "PRICE_KIND_ATTR",
     "BOT_WALL_MARKERS",
+    "BOT_WALL_MARKUP_MARKERS",
     "OUT_OF_STOCK_MARKERS",
 ]
 
@@ -101,6 +102,17 @@ BOT_WALL_MARKERS = (
     "just a moment...",
     "request blocked",
     "requisição bloqueada",
+)
+
+# Looked for in the raw markup (attributes, script URLs), not only in the visible text.
+BOT_WALL_MARKUP_MARKERS = (
+    "g-recaptcha",
+    "h-captcha",
+    "cf-chl-",
+    "challenge-platform",
+    "px-captcha",
+    "/_captcha/",
+    "datadome",
 )
 
 OUT_OF_STOCK_MARKERS = (
@@ -461,7 +473,6 @@ def _from_jsonld(tree: LexborHTMLParser, found: _Found) -> None:
     products = [n for n in nodes if _types(n) & _PRODUCT_TYPES]
     found.has_product = bool(products)
     for p_index, product in enumerate(products):
-        found.add_gtin_candidates = None  # noqa: B018 - placeholder to keep attrs simple
         for key in _GTIN_KEYS:
             found.add_gtin(product.get(key))
         before = len(found.quotes)
@@ -530,8 +541,8 @@ def _node_value(node: LexborNode) -> str:
     return node.text(deep=True, separator=" ", strip=True)
 
 
-def _page_currency(tree: LexborHTMLParser, meta: dict[str, str] | None) -> str | None:
-    node = tree.css_first('[itemprop="priceCurrency"]')
+def _page_currency(tree: LexborHTMLParser, meta: dict[str, str] | None, text: str) -> str | None:
+    node = tree.css_first('[itemprop="priceCurrency"]') if "priceCurrency" in text else None
     if node is not None:
         code = currency_code(_node_value(node))
         if code:
@@ -573,8 +584,6 @@ def _priced_node(node: LexborNode, kind_hint: PriceKind | None, currency: str | 
         if got and not (text_cur or declared_cur or currency):
             got = (got[0], False)
     elif text:
-        if kind is PriceKind.INSTALLMENT and _installment_first(text) is None and count:
-            pass  # plain amount with the count in data-installments
         got = found.money_from_text(text, declared_cur or currency, where)
     else:
         found.errors.append(
@@ -593,10 +602,33 @@ def _from_price_kind_elements(tree: LexborHTMLParser, currency: str | None,
         _priced_node(node, hint, currency, found, f'[{PRICE_KIND_ATTR}="{raw}"] #{i}')
 
 
+def _is_product_scope(node: LexborNode) -> bool:
+    attrs = node.attributes
+    return "itemscope" in attrs and "product" in (attrs.get("itemtype") or "").lower()
+
+
+def _inside_other_product(node: LexborNode, root: LexborNode | None) -> bool:
+    """True when a Product itemscope other than `root` encloses `node` (a related product)."""
+    parent = node.parent
+    while parent is not None and parent is not root:
+        if root is not None and parent.mem_id == root.mem_id:
+            return False
+        if _is_product_scope(parent):
+            return True
+        parent = parent.parent
+    return False
+
+
 def _from_microdata(tree: LexborHTMLParser, currency: str | None, found: _Found) -> None:
-    for i, node in enumerate(tree.css('[itemprop="price"]')):
+    # The page's product is the first Product itemscope; prices inside another (nested or later)
+    # Product scope belong to related products and are ignored.
+    root = next((n for n in tree.css("[itemscope][itemtype]") if _is_product_scope(n)), None)
+    scope = root if root is not None else tree
+    for i, node in enumerate(scope.css('[itemprop="price"]')):
         if PRICE_KIND_ATTR in node.attributes:
             continue  # already read by the data-price-kind pass
+        if _inside_other_product(node, root):
+            continue
         _priced_node(node, None, currency, found, f'[itemprop="price"] #{i}')
     for node in tree.css('[itemprop="availability"]'):
         found.availability.append(parse_availability(_node_value(node)))
@@ -654,11 +686,20 @@ def _page_text(tree: LexborHTMLParser) -> str:
     return " ".join(parts).casefold()
 
 
+def _oos_method(found: _Found, meta: dict[str, str] | None) -> str:
+    if found.has_product:
+        return "jsonld"
+    if meta and (meta.get("product:availability") or meta.get("og:availability")):
+        return "opengraph"
+    return "microdata"
+
+
 def extract_page(
     html: bytes | str, *, locale: str = "pt_BR", default_currency: str | None = None
 ) -> Extracted:
     """Every price on a product page, with its kind; see the module docstring for the rules."""
-    tree = LexborHTMLParser(_decode(html))
+    source = _decode(html)
+    tree = LexborHTMLParser(source)
     found = _Found(locale=locale, default_currency=default_currency)
     method = ""
 
@@ -671,9 +712,18 @@ def extract_page(
         _from_opengraph(meta, found)
         if found.has_full_payment():
             method = "opengraph"
-    page_currency = _page_currency(tree, meta)
+    has_kind_attr = PRICE_KIND_ATTR in source  # skip a full-tree selector scan when absent
+    page_currency = (
+        _page_currency(tree, meta, source) if (has_kind_attr or not method) else None
+    )
+    if page_currency is None and has_kind_attr:
+        # e.g. "1.899,00 no Pix" without a symbol on a JSON-LD page: the currency it declared
+        page_currency = next(
+            (q.money.currency for q, d in zip(found.quotes, found.declared) if d), None
+        )
     before = len(found.quotes)
-    _from_price_kind_elements(tree, page_currency, found)
+    if has_kind_attr:
+        _from_price_kind_elements(tree, page_currency, found)
     if not method:
         _from_microdata(tree, page_currency, found)
         if found.has_full_payment():
@@ -708,6 +758,9 @@ def extract_page(
     text = _page_text(tree)
     if not found.has_product and not quotes:
         marker = next((m for m in BOT_WALL_MARKERS if m in text), None)
+        if marker is None:
+            markup = source.casefold()
+            marker = next((m for m in BOT_WALL_MARKUP_MARKERS if m in markup), None)
         if marker is not None:
             raise ExtractionError(
                 FailureReason.BOT_WALL,
@@ -719,7 +772,7 @@ def extract_page(
     if availability in (Availability.OUT_OF_STOCK, Availability.DISCONTINUED):
         return Extracted(
             quotes=quotes, availability=availability, gtin=found.gtin, freight=found.freight,
-            method="jsonld" if found.has_product else "microdata",
+            method=_oos_method(found, meta),
             raw_currency=raw_currency, extra=extra,
         )
     if found.errors:
