@@ -53,7 +53,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -259,7 +259,7 @@ def _classify_exception(exc: BaseException) -> tuple[FailureReason, str, bool]:
     if any(isinstance(e, TimeoutError) for e in chain) or (
         isinstance(root, httpx.TimeoutException) and len(chain) == 1
     ):
-        return FailureReason.TIMEOUT, f"timeout ({name}: {root})".rstrip(": )") + ")", True
+        return FailureReason.TIMEOUT, f"timeout: {name} {root}".strip()[:500], True
     if isinstance(root, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
         return FailureReason.HTTP_4XX, f"invalid URL: {root}", False
     return FailureReason.CONNECTION_ERROR, f"{name}: {root}"[:500], True
@@ -375,25 +375,23 @@ class FetchEngine:
                         await in_q.put(r)
             except Exception as exc:  # surfaced to the consumer after the workers drain
                 producer_error.append(exc)
-            finally:
-                for _ in range(n):
-                    await in_q.put(None)
+            # not in `finally`: when cancelled (consumer gone) nobody would read these puts
+            for _ in range(n):
+                await in_q.put(None)
 
         async def work() -> None:
-            try:
-                while (r := await in_q.get()) is not None:
-                    try:
-                        res = await self.fetch(r)
-                    except Exception as exc:  # a bug must not kill a million-request run
-                        log.exception("fetch of %r failed unexpectedly", r.url)
-                        res = FetchResult(
-                            key=r.key, url=r.url, status=None, body=None, etag=None, last_modified=None,
-                            not_modified=False, elapsed_s=0.0, attempts=0,
-                            failure=FailureReason.CONNECTION_ERROR, detail=f"internal error: {exc!r}"[:500],
-                        )
-                    await out_q.put(res)
-            finally:
-                await out_q.put(None)
+            while (r := await in_q.get()) is not None:
+                try:
+                    res = await self.fetch(r)
+                except Exception as exc:  # a bug must not kill a million-request run
+                    log.exception("fetch of %r failed unexpectedly", r.url)
+                    res = FetchResult(
+                        key=r.key, url=r.url, status=None, body=None, etag=None, last_modified=None,
+                        not_modified=False, elapsed_s=0.0, attempts=0,
+                        failure=FailureReason.CONNECTION_ERROR, detail=f"internal error: {exc!r}"[:500],
+                    )
+                await out_q.put(res)
+            await out_q.put(None)  # this worker is done (not in `finally`: see produce())
 
         tasks = [asyncio.create_task(produce())] + [asyncio.create_task(work()) for _ in range(n)]
         try:
@@ -596,7 +594,3 @@ class ParsePool:
 
     async def __aexit__(self, *exc: object) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.shutdown)
-
-
-def _unused_fields_check() -> None:  # pragma: no cover - keeps `fields` import meaningful for tooling
-    fields(FetchSettings)

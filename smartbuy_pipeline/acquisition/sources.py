@@ -1,0 +1,321 @@
+"""Source adapters: from offers' source locators to validated observations or typed failures.
+
+One entry point, `acquire(targets, shops, engine=..., pool=...)`, yields an `Acquired` per
+offer, as results arrive:
+- page offers: one GET per offer; extraction and validation run in the parse pool (CPU-bound);
+- merchant_feed offers: one download per shop per run, streamed to a temporary file and
+  stream-parsed in the pool; offers are matched by item id (the offer's locator);
+- marketplace_api offers: the items API in batches of 20 ids per request.
+
+A failed fetch is never a price: it is a `FetchFailure` with its reason, for every offer it
+concerns. A 304 is `NotModified` (no parsing, no new observation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+from smartbuy_pipeline.acquisition.http import FetchEngine, FetchRequest, FetchResult, ParsePool
+from smartbuy_pipeline.acquisition.politeness import ShopPolicy
+from smartbuy_pipeline.domain.extraction import extract_page
+from smartbuy_pipeline.domain.feeds import FeedItem, iter_feed_items
+from smartbuy_pipeline.domain.items_api import parse_items_response
+from smartbuy_pipeline.domain.types import (
+    Extracted,
+    ExtractionError,
+    FailureReason,
+    FetchFailure,
+    Money,
+    Observation,
+    PriceKind,
+    SourceKind,
+)
+from smartbuy_pipeline.domain.validation import validate_observation
+
+ITEMS_PER_API_CALL = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ShopTarget:
+    """What acquisition needs to know of a shop (read from `shops`)."""
+
+    policy: ShopPolicy
+    currency: str = "BRL"
+    locale: str = "pt_BR"
+    price_kind: PriceKind | None = None
+    feed_url: str | None = None
+    api_base_url: str | None = None
+    feed_etag: str | None = None
+    feed_last_modified: str | None = None
+
+    @property
+    def shop_id(self) -> int:
+        return self.policy.shop_id
+
+
+@dataclass(frozen=True, slots=True)
+class OfferTarget:
+    """One offer to refresh (read from `offers`)."""
+
+    offer_id: int
+    shop_id: int
+    source_kind: SourceKind
+    locator: str
+    price_kind: PriceKind | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    last_good_price: Money | None = None
+    quarantined_price: Money | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotModified:
+    offer_id: int
+    observed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Acquired:
+    """The outcome for one offer, plus what the pipeline stores for the next conditional GET."""
+
+    offer_id: int
+    outcome: Observation | FetchFailure | NotModified
+    etag: str | None = None
+    last_modified: str | None = None
+    latency_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """A shop's feed validators after this run (stored on `shops` for the next run)."""
+
+    shop_id: int
+    etag: str | None
+    last_modified: str | None
+
+
+def _validate(target: OfferTarget, shop: ShopTarget, extracted: Extracted, observed_at: datetime,
+              source_kind: SourceKind) -> Observation | FetchFailure:
+    return validate_observation(
+        target.offer_id, extracted, observed_at=observed_at, source_kind=source_kind,
+        expected_currency=shop.currency, price_kind=target.price_kind or shop.price_kind,
+        last_good_price=target.last_good_price, quarantined_price=target.quarantined_price,
+    )
+
+
+def parse_page(body: bytes, target: OfferTarget, shop: ShopTarget, observed_at: datetime) -> Observation | FetchFailure:
+    """Extract and validate one page. Top-level so the parse pool can pickle it."""
+    try:
+        extracted = extract_page(body, locale=shop.locale, default_currency=shop.currency)
+    except ExtractionError as exc:
+        return FetchFailure(target.offer_id, exc.reason, f"{target.locator}: {exc.detail}", observed_at)
+    return _validate(target, shop, extracted, observed_at, SourceKind.PAGE)
+
+
+def parse_feed_file(path: str, wanted_ids: frozenset[str], currency: str, now: datetime) -> tuple[dict, list]:
+    """Stream-parse a downloaded feed; keep only the wanted items (bounded by the shop's offers)."""
+    items: dict[str, Extracted] = {}
+    errors: list = []
+    for entry in iter_feed_items(path, wanted_ids=set(wanted_ids), now=now, default_currency=currency):
+        if isinstance(entry, FeedItem):
+            items[entry.item_id] = entry.extracted
+        else:
+            errors.append(entry)
+    return items, errors
+
+
+def _failure(target: OfferTarget, result: FetchResult, observed_at: datetime) -> FetchFailure:
+    return FetchFailure(target.offer_id, result.failure or FailureReason.CONNECTION_ERROR,
+                        f"{result.url}: {result.detail}", observed_at)
+
+
+async def acquire(
+    targets: Iterable[OfferTarget],
+    shops: Mapping[int, ShopTarget],
+    *,
+    engine: FetchEngine,
+    pool: ParsePool,
+    now: datetime | None = None,
+    feed_states: list[FeedState] | None = None,
+) -> AsyncIterator[Acquired]:
+    """Yield one `Acquired` per target. `feed_states`, when given, receives feed validators."""
+    now = now or datetime.now(timezone.utc)
+    by_kind: dict[SourceKind, list[OfferTarget]] = defaultdict(list)
+    for t in targets:
+        by_kind[SourceKind(t.source_kind)].append(t)
+
+    queue: asyncio.Queue[Acquired | None] = asyncio.Queue(maxsize=10_000)
+    producers = [
+        _pages(by_kind[SourceKind.PAGE], shops, engine, pool, now, queue),
+        _feeds(by_kind[SourceKind.MERCHANT_FEED], shops, engine, pool, now, queue, feed_states),
+        _items_api(by_kind[SourceKind.MARKETPLACE_API], shops, engine, now, queue),
+    ]
+    tasks = [asyncio.create_task(p) for p in producers]
+
+    async def close_when_done() -> None:
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            await queue.put(None)
+
+    closer = asyncio.create_task(close_when_done())
+    try:
+        while (item := await queue.get()) is not None:
+            yield item
+        await closer  # re-raise a producer's bug instead of silently dropping offers
+    finally:
+        for t in (*tasks, closer):
+            t.cancel()
+        await asyncio.gather(*tasks, closer, return_exceptions=True)
+
+
+async def _pages(targets: list[OfferTarget], shops: Mapping[int, ShopTarget], engine: FetchEngine,
+                 pool: ParsePool, now: datetime, out: asyncio.Queue) -> None:
+    if not targets:
+        return
+    by_id = {t.offer_id: t for t in targets}
+    requests = (
+        FetchRequest(key=t.offer_id, url=t.locator, policy=shops[t.shop_id].policy,
+                     etag=t.etag, last_modified=t.last_modified, kind="page")
+        for t in targets
+    )
+    # Parsing overlaps fetching: at most 4 pages per pool worker wait for a parser at a time.
+    parsing = asyncio.Semaphore(pool.max_workers * 4)
+    pending: set[asyncio.Task] = set()
+
+    async def parse(target: OfferTarget, result: FetchResult) -> None:
+        try:
+            outcome = await pool.run(parse_page, result.body, target, shops[target.shop_id], now)
+        finally:
+            parsing.release()
+        await out.put(Acquired(target.offer_id, outcome, result.etag, result.last_modified, result.elapsed_s))
+
+    async for result in engine.fetch_all(requests):
+        target = by_id[result.key]
+        if result.not_modified:
+            await out.put(Acquired(target.offer_id, NotModified(target.offer_id, now),
+                                   result.etag or target.etag, result.last_modified or target.last_modified,
+                                   result.elapsed_s))
+        elif not result.ok:
+            await out.put(Acquired(target.offer_id, _failure(target, result, now), target.etag,
+                                   target.last_modified, result.elapsed_s))
+        else:
+            await parsing.acquire()
+            task = asyncio.create_task(parse(target, result))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+    if pending:
+        await asyncio.gather(*pending)
+
+
+async def _feeds(targets: list[OfferTarget], shops: Mapping[int, ShopTarget], engine: FetchEngine,
+                 pool: ParsePool, now: datetime, out: asyncio.Queue, feed_states: list[FeedState] | None) -> None:
+    by_shop: dict[int, list[OfferTarget]] = defaultdict(list)
+    for t in targets:
+        by_shop[t.shop_id].append(t)
+    await asyncio.gather(*(
+        _one_feed(shops[shop_id], offers, engine, pool, now, out, feed_states)
+        for shop_id, offers in by_shop.items()
+    ))
+
+
+async def _one_feed(shop: ShopTarget, offers: list[OfferTarget], engine: FetchEngine, pool: ParsePool,
+                    now: datetime, out: asyncio.Queue, feed_states: list[FeedState] | None) -> None:
+    if not shop.feed_url:
+        for t in offers:
+            await out.put(Acquired(t.offer_id, FetchFailure(
+                t.offer_id, FailureReason.ITEM_MISSING,
+                f"shop {shop.shop_id} has merchant_feed offers but no feed_url", now)))
+        return
+    with tempfile.TemporaryDirectory(prefix="smartbuy-feed-") as tmp:
+        path = Path(tmp) / "feed"
+        result = await engine.stream_to_file(
+            FetchRequest(key=("feed", shop.shop_id), url=shop.feed_url, policy=shop.policy,
+                         etag=shop.feed_etag, last_modified=shop.feed_last_modified, kind="feed"),
+            path,
+        )
+        if feed_states is not None and (result.ok or result.not_modified):
+            feed_states.append(FeedState(shop.shop_id, result.etag or shop.feed_etag,
+                                         result.last_modified or shop.feed_last_modified))
+        if result.not_modified:
+            for t in offers:
+                await out.put(Acquired(t.offer_id, NotModified(t.offer_id, now), latency_s=result.elapsed_s))
+            return
+        if not result.ok:
+            for t in offers:
+                await out.put(Acquired(t.offer_id, FetchFailure(
+                    t.offer_id, result.failure or FailureReason.CONNECTION_ERROR,
+                    f"feed {result.url}: {result.detail}", now), latency_s=result.elapsed_s))
+            return
+        wanted = frozenset(t.locator for t in offers)
+        items, errors = await pool.run(parse_feed_file, str(path), wanted, shop.currency, now)
+    row_errors = {e.item_id: e for e in errors if getattr(e, "item_id", None)}
+    stream_error = next((e for e in errors if not getattr(e, "item_id", None)), None)
+    for t in offers:
+        extracted = items.get(t.locator)
+        if extracted is not None:
+            outcome = _validate(t, shop, extracted, now, SourceKind.MERCHANT_FEED)
+        elif t.locator in row_errors:
+            e = row_errors[t.locator]
+            outcome = FetchFailure(t.offer_id, e.reason, f"feed {shop.feed_url} row {e.line}: {e.detail}", now)
+        elif stream_error is not None:
+            outcome = FetchFailure(t.offer_id, stream_error.reason,
+                                   f"feed {shop.feed_url}: {stream_error.detail} (item {t.locator} not reached)", now)
+        else:
+            outcome = FetchFailure(t.offer_id, FailureReason.ITEM_MISSING,
+                                   f"feed {shop.feed_url} does not list item {t.locator}", now)
+        await out.put(Acquired(t.offer_id, outcome, latency_s=result.elapsed_s))
+
+
+async def _items_api(targets: list[OfferTarget], shops: Mapping[int, ShopTarget], engine: FetchEngine,
+                     now: datetime, out: asyncio.Queue) -> None:
+    by_shop: dict[int, list[OfferTarget]] = defaultdict(list)
+    for t in targets:
+        by_shop[t.shop_id].append(t)
+    batches: dict[tuple, list[OfferTarget]] = {}
+    requests: list[FetchRequest] = []
+    for shop_id, offers in by_shop.items():
+        shop = shops[shop_id]
+        if not shop.api_base_url:
+            for t in offers:
+                await out.put(Acquired(t.offer_id, FetchFailure(
+                    t.offer_id, FailureReason.ITEM_MISSING,
+                    f"shop {shop_id} has marketplace_api offers but no api_base_url", now)))
+            continue
+        for start in range(0, len(offers), ITEMS_PER_API_CALL):
+            key = ("items", shop_id, start)
+            batch = offers[start:start + ITEMS_PER_API_CALL]
+            batches[key] = batch
+            url = f"{shop.api_base_url.rstrip('/')}/items?ids={','.join(quote(t.locator, safe='') for t in batch)}"
+            requests.append(FetchRequest(key=key, url=url, policy=shop.policy, kind="api"))
+    async for result in engine.fetch_all(requests):
+        batch = batches[result.key]
+        shop = shops[batch[0].shop_id]
+        if not result.ok:
+            for t in batch:
+                await out.put(Acquired(t.offer_id, _failure(t, result, now), latency_s=result.elapsed_s))
+            continue
+        try:
+            parsed = parse_items_response(result.body)
+        except ExtractionError as exc:
+            for t in batch:
+                await out.put(Acquired(t.offer_id, FetchFailure(
+                    t.offer_id, exc.reason, f"{result.url}: {exc.detail}", now), latency_s=result.elapsed_s))
+            continue
+        for t in batch:
+            item = parsed.get(t.locator)
+            if item is None:
+                outcome = FetchFailure(t.offer_id, FailureReason.ITEM_MISSING,
+                                       f"{result.url} did not return item {t.locator}", now)
+            elif isinstance(item, ExtractionError):
+                outcome = FetchFailure(t.offer_id, item.reason, f"item {t.locator}: {item.detail}", now)
+            else:
+                outcome = _validate(t, shop, item, now, SourceKind.MARKETPLACE_API)
+            await out.put(Acquired(t.offer_id, outcome, latency_s=result.elapsed_s))
