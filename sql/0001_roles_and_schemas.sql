@@ -4,6 +4,10 @@
 -- create them concurrently, so each CREATE ROLE checks pg_roles and tolerates losing the race.
 -- Roles are never dropped or altered here.
 
+-- Fail fast instead of queueing behind live traffic (the runner wraps each file in a transaction).
+SET LOCAL lock_timeout = '10s';
+SET LOCAL statement_timeout = '5min';
+
 DO $roles$
 DECLARE
     r text;
@@ -30,6 +34,12 @@ ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC;
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+-- Supabase ships default privileges granting ALL on new public tables to anon/authenticated;
+-- here every grant is explicit, so drop those defaults (a no-op where they do not exist).
+ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM anon, authenticated;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON SEQUENCES FROM anon, authenticated;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON FUNCTIONS FROM anon, authenticated;
 
 GRANT USAGE ON SCHEMA public TO smartbuy_pipeline, smartbuy_analyst, smartbuy_ops, anon, authenticated;
 

@@ -1,5 +1,9 @@
 -- 0002: catalog: products (keyed by GTIN-14), shops, offers.
 
+-- Fail fast instead of queueing behind live traffic (the runner wraps each file in a transaction).
+SET LOCAL lock_timeout = '10s';
+SET LOCAL statement_timeout = '5min';
+
 -- GS1 mod-10 check digit on a 14-digit GTIN (weights 3,1,3,... from the right, check digit excluded).
 -- Same rule as smartbuy_pipeline.domain.gtin; products store the zero-padded GTIN-14.
 CREATE FUNCTION public.fn_gtin_is_valid(p_gtin text) RETURNS boolean
