@@ -100,6 +100,8 @@ def demo(
 def dev(
     port: Annotated[int, typer.Option(help="Webserver port.")] = 3000,
     host: Annotated[str, typer.Option(help="Webserver host.")] = "127.0.0.1",
+    simulator: Annotated[bool, typer.Option(help="Also serve the simulated marketplace the demo catalog points at.")] = True,
+    simulator_port: Annotated[int, typer.Option(help="Port of the simulated marketplace.")] = 8765,
 ) -> None:
     """The Dagster UI with its daemon, on the same database (embedded by default)."""
     from smartbuy_pipeline.db.migrations import migrate
@@ -111,8 +113,19 @@ def dev(
     console.print(f"DAGSTER_HOME={env.dagster_home}; UI on http://{host}:{port}")
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
            "-h", host, "-p", str(port)]
-    # This process keeps the embedded server alive while the UI runs.
-    raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
+    sim = None
+    if simulator:
+        sim = subprocess.Popen([sys.executable, "-m", "smartbuy_pipeline.simulator.server",
+                                "--port", str(simulator_port)])
+        console.print(f"simulated marketplace on http://127.0.0.1:{simulator_port}/")
+    try:
+        # This process keeps the embedded server alive while the UI runs.
+        code = subprocess.call(cmd, env=os.environ.copy())
+    finally:
+        if sim is not None:
+            sim.terminate()
+            sim.wait(10)
+    raise typer.Exit(code)
 
 
 @app.command("simulator")

@@ -10,12 +10,12 @@ import dagster as dg
 from smartbuy_pipeline.definitions import defs
 
 EXPECTED = {
-    "assets": [],
-    "asset_checks": [],
-    "jobs": ["seed_demo_catalog"],
-    "schedules": [],
+    "assets": ["offer_price_stats", "price_changes", "price_daily", "price_history"],
+    "asset_checks": ["price_history:observations_quality", "price_history:offers_checked_recently"],
+    "jobs": ["price_daily_rollup", "price_tracking", "seed_demo_catalog"],
+    "schedules": ["price_daily_after_midnight", "price_tracking_hourly"],
     "sensors": [],
-    "resources": ["database"],
+    "resources": ["acquisition", "database"],
 }
 
 

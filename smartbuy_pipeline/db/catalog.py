@@ -129,3 +129,31 @@ order by s.name, o.source_kind
 def catalog_status(conn: psycopg.Connection) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(CATALOG_STATUS).fetchall()
+
+
+# Offers observed since `since` whose price, reference or availability differ from their
+# previous accepted observation (first observations count as changes from nothing).
+RECENT_CHANGES = """
+select h.offer_id, s.name as shop, p.name as product, prev.price as before, h.price, h.reference_price,
+       h.availability
+from price_history h
+join offers o on o.id = h.offer_id
+join shops s on s.id = o.shop_id
+join products p on p.id = o.product_id
+left join lateral (
+    select ph.price, ph.reference_price, ph.availability from price_history ph
+    where ph.offer_id = h.offer_id and ph.observed_at < h.observed_at and ph.status = 'accepted'
+    order by ph.observed_at desc limit 1
+) prev on true
+where h.observed_at >= %(since)s and h.status = 'accepted'
+  and (prev.price is null
+       or prev.price is distinct from h.price
+       or prev.reference_price is distinct from h.reference_price
+       or prev.availability is distinct from h.availability)
+order by s.name, p.name
+"""
+
+
+def recent_changes(conn: psycopg.Connection, since) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(RECENT_CHANGES, {"since": since}).fetchall()

@@ -46,4 +46,6 @@ class Database(dg.ConfigurableResource):
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"database": Database(url=dg.EnvVar(DATABASE_URL_ENV))})
+    from smartbuy_pipeline.defs.prices import Acquisition
+
+    return dg.Definitions(resources={"database": Database(url=dg.EnvVar(DATABASE_URL_ENV)), "acquisition": Acquisition()})

@@ -198,7 +198,8 @@ def test_every_updated_at_column_has_a_trigger(conn):
         where c.table_schema = 'public' and c.column_name = 'updated_at'
         order by 1
     """).fetchall()
-    assert rows == [("household_profiles", True), ("offers", True), ("products", True), ("shops", True)]
+    assert rows == [("household_profiles", True), ("offers", True), ("price_tracking_progress", True),
+                    ("products", True), ("shops", True)]
 
 
 def test_updated_at_moves_on_update(conn, offer):

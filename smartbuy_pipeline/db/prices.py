@@ -1,0 +1,371 @@
+"""The SQL of hourly price tracking: which offers are due, and the batch write path.
+
+A batch is written in ONE transaction: observations COPYed into `price_history`, the offers'
+current state updated with one `UPDATE ... FROM` over a COPYed staging table, feed validators
+stored, and the run's checkpoint moved forward. A crash loses at most the batch in flight; a
+re-run skips what is committed because those offers are no longer due in the window.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import psycopg
+from psycopg.rows import dict_row
+
+from smartbuy_pipeline.acquisition.politeness import ShopPolicy
+from smartbuy_pipeline.acquisition.sources import Acquired, FeedState, NotModified, OfferTarget, ShopTarget
+from smartbuy_pipeline.domain.types import FetchFailure, Money, Observation, ObservationStatus, PriceKind, SourceKind
+
+PRIORITY = "priority"  # offers referenced by active alerts or wishes, first
+REST = "rest"
+DONE = "done"
+PHASES = (PRIORITY, REST)
+
+# After this many consecutive failures an offer is unhealthy and backed off: 2^(n - N) hours,
+# capped at 24 hours, so a dead page stops costing a request every hour.
+UNHEALTHY_AFTER_FAILURES = 5
+MAX_BACKOFF = timedelta(hours=24)
+
+# Offers whose product or offer id an active alert or wish references (the "priority" phase).
+_PRIORITY_PREDICATE = """
+    (exists (select 1 from alerts a where a.active and (a.offer_id = o.id or a.product_id = o.product_id))
+     or exists (select 1 from wishes w where w.active and w.product_id = o.product_id))
+"""
+
+# Keyset page of due offers in one shard. `cutoff` is the window's end: an offer is due when its
+# last check is at least one check interval (the offer's, else the shop's) before it.
+DUE_OFFERS_SQL = f"""
+select o.id, o.shop_id, o.source_kind, o.locator, o.price_kind, o.etag, o.last_modified,
+       o.price, o.currency, o.quarantined_price
+from offers o
+join shops s on s.id = o.shop_id
+where o.active and s.active
+  and o.id > %(after)s
+  and o.id %% %(shard_count)s = %(shard)s
+  and (o.last_checked_at is null
+       or o.last_checked_at <= %(cutoff)s - coalesce(o.check_interval, s.check_interval))
+  and (o.unhealthy_until is null or o.unhealthy_until <= %(now)s)
+  and ({{phase_predicate}})
+order by o.id
+limit %(limit)s
+"""
+
+DUE_COUNT_SQL = f"""
+select count(*) filter (where {_PRIORITY_PREDICATE}) as priority, count(*) as total
+from offers o
+join shops s on s.id = o.shop_id
+where o.active and s.active
+  and o.id %% %(shard_count)s = %(shard)s
+  and (o.last_checked_at is null
+       or o.last_checked_at <= %(cutoff)s - coalesce(o.check_interval, s.check_interval))
+  and (o.unhealthy_until is null or o.unhealthy_until <= %(now)s)
+"""
+
+SHOPS_SQL = """
+select id, currency, locale, price_kind, max_concurrent_requests, min_interval_ms, allow_private_network,
+       feed_url, api_base_url, feed_etag, feed_last_modified
+from shops where id = any(%(ids)s)
+"""
+
+ENSURE_PARTITIONS_SQL = "select public.fn_ensure_price_history_partitions(%(day)s::date - 31, 3)"
+
+PRICE_HISTORY_COLUMNS = (
+    "offer_id", "observed_at", "price", "currency", "reference_price", "freight", "availability",
+    "status", "source_kind", "details", "run_key",
+)
+
+CREATE_OFFER_UPDATES = """
+create temporary table if not exists offer_updates (
+    offer_id bigint primary key,
+    outcome text not null,             -- accepted | quarantined | not_modified | failure
+    observed_at timestamptz not null,
+    price numeric(12,2), reference_price numeric(12,2), freight numeric(12,2), currency char(3),
+    availability text, etag text, last_modified text, failure_reason text
+) on commit delete rows
+"""
+OFFER_UPDATE_COLUMNS = (
+    "offer_id", "outcome", "observed_at", "price", "reference_price", "freight", "currency",
+    "availability", "etag", "last_modified", "failure_reason",
+)
+
+# One statement for every outcome of the batch. Why each rule:
+# - accepted: the new current state; an out-of-stock page without a price keeps the last price;
+# - quarantined: the published price stays; the suspicious one waits for confirmation;
+# - not_modified: content unchanged (304): only the check time moves;
+# - failure: never a price change; count it, and back off after repeated failures.
+APPLY_OFFER_UPDATES = """
+update offers o set
+    price = case when u.outcome = 'accepted' then coalesce(u.price, o.price) else o.price end,
+    reference_price = case when u.outcome = 'accepted' and u.price is not null then u.reference_price
+                           else o.reference_price end,
+    freight = case when u.outcome = 'accepted' then coalesce(u.freight, o.freight) else o.freight end,
+    currency = case when u.outcome in ('accepted', 'quarantined') then coalesce(u.currency, o.currency)
+                    else o.currency end,
+    availability = case when u.outcome = 'accepted' then u.availability else o.availability end,
+    last_changed_at = case
+        when u.outcome = 'accepted'
+             and (coalesce(u.price, o.price) is distinct from o.price
+                  or u.availability is distinct from o.availability
+                  or (u.price is not null and u.reference_price is distinct from o.reference_price))
+        then u.observed_at else o.last_changed_at end,
+    quarantined_price = case when u.outcome = 'quarantined' then u.price
+                             when u.outcome = 'accepted' then null else o.quarantined_price end,
+    etag = case when u.outcome = 'failure' then o.etag else u.etag end,
+    last_modified = case when u.outcome = 'failure' then o.last_modified else u.last_modified end,
+    last_checked_at = u.observed_at,
+    last_success_at = case when u.outcome = 'failure' then o.last_success_at else u.observed_at end,
+    consecutive_failures = case when u.outcome = 'failure' then o.consecutive_failures + 1 else 0 end,
+    last_failure_reason = case when u.outcome = 'failure' then u.failure_reason else o.last_failure_reason end,
+    unhealthy_until = case
+        when u.outcome = 'failure' and o.consecutive_failures + 1 >= %(unhealthy_after)s
+        then u.observed_at + least(%(max_backoff)s::interval,
+                                   interval '1 hour' * power(2, o.consecutive_failures + 1 - %(unhealthy_after)s))
+        when u.outcome = 'failure' then o.unhealthy_until
+        else null end
+from offer_updates u
+where o.id = u.offer_id
+"""
+
+UPDATE_FEED_STATE = """
+update shops s set feed_etag = v.etag, feed_last_modified = v.last_modified
+from (select unnest(%(ids)s::bigint[]) as id, unnest(%(etags)s::text[]) as etag,
+             unnest(%(lms)s::text[]) as last_modified) v
+where s.id = v.id
+"""
+
+UPSERT_PROGRESS = """
+insert into price_tracking_progress as p
+    (partition_key, shard, shard_count, phase, last_offer_id, batches, offers_done, counts)
+values (%(partition_key)s, %(shard)s, %(shard_count)s, %(phase)s, %(last_offer_id)s, 1, %(offers)s, %(counts)s)
+on conflict (partition_key, shard) do update set
+    phase = excluded.phase, last_offer_id = excluded.last_offer_id, batches = p.batches + 1,
+    offers_done = p.offers_done + excluded.offers_done,
+    counts = (select coalesce(jsonb_object_agg(k, coalesce((p.counts ->> k)::int, 0)
+                                                  + coalesce((excluded.counts ->> k)::int, 0)), '{}'::jsonb)
+              from (select jsonb_object_keys(p.counts) union select jsonb_object_keys(excluded.counts)) keys(k)),
+    updated_at = now()
+"""
+
+READ_PROGRESS = """
+select phase, last_offer_id, batches, offers_done, counts, completed_at
+from price_tracking_progress where partition_key = %(partition_key)s and shard = %(shard)s
+"""
+
+START_PROGRESS = """
+insert into price_tracking_progress (partition_key, shard, shard_count) values (%(partition_key)s, %(shard)s, %(shard_count)s)
+on conflict (partition_key, shard) do update set completed_at = null, updated_at = now()
+"""
+
+ADVANCE_PHASE = """
+update price_tracking_progress set phase = %(phase)s, last_offer_id = 0, updated_at = now()
+where partition_key = %(partition_key)s and shard = %(shard)s
+"""
+
+COMPLETE_PROGRESS = """
+update price_tracking_progress set phase = 'done', completed_at = now(), updated_at = now()
+where partition_key = %(partition_key)s and shard = %(shard)s
+"""
+
+
+@dataclass(frozen=True)
+class ShardWindow:
+    """One unit of tracking work: a shard of the catalog, due as of `cutoff`."""
+
+    partition_key: str
+    shard: int
+    shard_count: int
+    cutoff: datetime  # the window's end
+
+    @property
+    def keys(self) -> dict:
+        return {"partition_key": self.partition_key, "shard": self.shard, "shard_count": self.shard_count}
+
+    def params(self, now: datetime) -> dict:
+        return {**self.keys, "cutoff": self.cutoff, "now": now}
+
+
+@dataclass
+class Progress:
+    phase: str = PRIORITY
+    last_offer_id: int = 0
+    batches: int = 0
+    offers_done: int = 0
+    counts: dict = field(default_factory=dict)
+    completed: bool = False
+
+
+def _money(amount, currency) -> Money | None:
+    return Money(amount, currency) if amount is not None and currency else None
+
+
+def ensure_partitions(conn: psycopg.Connection, day: datetime) -> None:
+    conn.execute(ENSURE_PARTITIONS_SQL, {"day": day.date()})
+
+
+def count_due(conn: psycopg.Connection, window: ShardWindow, now: datetime) -> tuple[int, int]:
+    row = conn.execute(DUE_COUNT_SQL, window.params(now)).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def start_progress(conn: psycopg.Connection, window: ShardWindow) -> Progress:
+    conn.execute(START_PROGRESS, window.keys)
+    row = conn.execute(READ_PROGRESS, window.keys).fetchone()
+    phase, last_id, batches, done, counts, _ = row
+    if phase == DONE:  # a re-run of a finished partition: look again for anything still due
+        phase, last_id = PRIORITY, 0
+    return Progress(phase, last_id, batches, done, dict(counts))
+
+
+def advance_phase(conn: psycopg.Connection, window: ShardWindow, phase: str) -> None:
+    conn.execute(ADVANCE_PHASE, {**window.keys, "phase": phase})
+
+
+def complete_progress(conn: psycopg.Connection, window: ShardWindow) -> None:
+    conn.execute(COMPLETE_PROGRESS, window.keys)
+
+
+def due_offers(conn: psycopg.Connection, window: ShardWindow, *, phase: str, after: int, limit: int,
+               now: datetime) -> list[OfferTarget]:
+    predicate = _PRIORITY_PREDICATE if phase == PRIORITY else f"not {_PRIORITY_PREDICATE}"
+    sql = DUE_OFFERS_SQL.replace("{phase_predicate}", predicate)
+    rows = conn.execute(sql, {**window.params(now), "after": after, "limit": limit}).fetchall()
+    return [
+        OfferTarget(
+            offer_id=r[0], shop_id=r[1], source_kind=SourceKind(r[2]), locator=r[3],
+            price_kind=PriceKind(r[4]) if r[4] else None, etag=r[5], last_modified=r[6],
+            last_good_price=_money(r[7], r[8]), quarantined_price=_money(r[9], r[8]),
+        )
+        for r in rows
+    ]
+
+
+def load_shops(conn: psycopg.Connection, shop_ids: Iterable[int]) -> dict[int, ShopTarget]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(SHOPS_SQL, {"ids": sorted(set(shop_ids))}).fetchall()
+    return {
+        r["id"]: ShopTarget(
+            policy=ShopPolicy(r["id"], r["max_concurrent_requests"], r["min_interval_ms"] / 1000,
+                              r["allow_private_network"]),
+            currency=r["currency"], locale=r["locale"],
+            price_kind=PriceKind(r["price_kind"]) if r["price_kind"] else None,
+            feed_url=r["feed_url"], api_base_url=r["api_base_url"], feed_etag=r["feed_etag"],
+            feed_last_modified=r["feed_last_modified"],
+        )
+        for r in rows
+    }
+
+
+def _amount(m: Money | None):
+    return m.amount if m is not None else None
+
+
+def outcome_label(a: Acquired) -> str:
+    o = a.outcome
+    if isinstance(o, Observation):
+        return "quarantined" if o.status is ObservationStatus.QUARANTINED else "accepted"
+    if isinstance(o, NotModified):
+        return "not_modified"
+    return "failure"
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    observations: int
+    counts: Counter
+
+
+def record_batch(
+    conn: psycopg.Connection,
+    results: Sequence[Acquired],
+    *,
+    window: ShardWindow,
+    phase: str,
+    last_offer_id: int,
+    currency_of: Mapping[int, str],
+    feed_states: Sequence[FeedState] = (),
+) -> BatchResult:
+    """Write one batch in the caller's transaction (set-based: two COPYs and one UPDATE).
+
+    `currency_of` maps offer id to its shop's currency: an out-of-stock observation without any
+    amount still records the currency it was expected in."""
+    counts: Counter = Counter()
+    with conn.cursor() as cur:
+        with cur.copy(f"copy price_history ({', '.join(PRICE_HISTORY_COLUMNS)}) from stdin") as copy:
+            for a in results:
+                o = a.outcome
+                if isinstance(o, Observation):
+                    copy.write_row((
+                        o.offer_id, o.observed_at, _amount(o.price), _currency(o, currency_of),
+                        _amount(o.reference_price), _amount(o.freight), o.availability.value, o.status.value,
+                        o.source_kind.value, json.dumps(o.details, default=str), window.partition_key,
+                    ))
+        cur.execute(CREATE_OFFER_UPDATES)
+        with cur.copy(f"copy offer_updates ({', '.join(OFFER_UPDATE_COLUMNS)}) from stdin") as copy:
+            for a in results:
+                label = outcome_label(a)
+                counts[label] += 1
+                o = a.outcome
+                if isinstance(o, Observation):
+                    copy.write_row((o.offer_id, label, o.observed_at, _amount(o.price), _amount(o.reference_price),
+                                    _amount(o.freight), _currency(o, currency_of), o.availability.value,
+                                    a.etag, a.last_modified, None))
+                elif isinstance(o, NotModified):
+                    copy.write_row((o.offer_id, label, o.observed_at, None, None, None, None, None,
+                                    a.etag, a.last_modified, None))
+                else:
+                    assert isinstance(o, FetchFailure)
+                    counts[f"failed_{o.reason.value}"] += 1
+                    copy.write_row((o.offer_id, label, o.observed_at, None, None, None, None, None,
+                                    None, None, o.reason.value))
+        cur.execute(APPLY_OFFER_UPDATES, {"unhealthy_after": UNHEALTHY_AFTER_FAILURES, "max_backoff": MAX_BACKOFF})
+        if feed_states:
+            cur.execute(UPDATE_FEED_STATE, {"ids": [f.shop_id for f in feed_states],
+                                            "etags": [f.etag for f in feed_states],
+                                            "lms": [f.last_modified for f in feed_states]})
+        cur.execute(UPSERT_PROGRESS, {**window.keys, "phase": phase,
+                                      "last_offer_id": last_offer_id, "offers": len(results),
+                                      "counts": json.dumps(dict(counts))})
+    return BatchResult(observations=counts["accepted"] + counts["quarantined"], counts=counts)
+
+
+def _currency(o: Observation, currency_of: Mapping[int, str]) -> str:
+    money = o.price or o.reference_price or o.freight
+    return money.currency if money is not None else currency_of[o.offer_id]
+
+
+# The observations a tracking run wrote (for its data-quality check). Bounded by time so the
+# BRIN index on observed_at prunes history; run_key and shard select the run's own rows.
+OBSERVATION_CHECK_COLUMNS = ("offer_id", "observed_at", "price", "currency", "reference_price", "freight",
+                             "availability", "status", "source_kind")
+OBSERVATIONS_OF_WINDOWS_SQL = """
+select offer_id, observed_at, price, currency, reference_price, freight, availability, status, source_kind
+from price_history
+where observed_at >= %(since)s
+  and run_key = any(%(run_keys)s)
+  and offer_id %% %(shard_count)s = any(%(shards)s)
+"""
+
+STALE_OFFERS_SQL = """
+select count(*) as active,
+       count(*) filter (where o.last_checked_at is null or o.last_checked_at < now() - %(age)s::interval) as stale
+from offers o join shops s on s.id = o.shop_id
+where o.active and s.active
+"""
+
+
+def observations_of_windows(conn: psycopg.Connection, windows: Sequence[ShardWindow], since: datetime) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(OBSERVATIONS_OF_WINDOWS_SQL, {
+            "since": since, "run_keys": [w.partition_key for w in windows],
+            "shards": [w.shard for w in windows], "shard_count": windows[0].shard_count,
+        }).fetchall()
+
+
+def offers_observed(conn: psycopg.Connection, windows: Sequence[ShardWindow], since: datetime) -> list[int]:
+    """Ids of the offers a tracking run recorded observations for (what derived tables refresh)."""
+    return sorted({r["offer_id"] for r in observations_of_windows(conn, windows, since)})

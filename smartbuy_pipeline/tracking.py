@@ -1,0 +1,165 @@
+"""Hourly price tracking of one shard window: due offers, in committed batches, with no cap.
+
+Keyset pagination over due offers (alert/wish offers first, then the rest), one acquisition per
+batch, one transaction per batch (`db.prices.record_batch`). Dagster calls `track_window` from
+the `price_history` asset; the benchmark and the tests call it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+
+from smartbuy_pipeline.acquisition.http import FetchEngine, FetchSettings, ParsePool
+from smartbuy_pipeline.acquisition.sources import Acquired, FeedState, ShopTarget, acquire
+from smartbuy_pipeline.db import prices
+from smartbuy_pipeline.db.engine import DatabaseUrl
+from smartbuy_pipeline.domain.types import FetchFailure, Observation, ObservationStatus
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    batch_size: int = 1000
+    parse_workers: int | None = None  # default: one per core
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 100_000:
+            raise ValueError(f"batch_size must be an int in [1, 100000], got {self.batch_size!r}")
+
+
+@dataclass
+class TrackingReport:
+    partition_key: str
+    shard: int
+    offers_due: int = 0
+    priority_due: int = 0
+    processed: int = 0
+    observations: int = 0
+    changed: int = 0
+    quarantined: int = 0
+    not_modified: int = 0
+    failed: int = 0
+    failed_by_reason: Counter = field(default_factory=Counter)
+    batches: int = 0
+    duration_s: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    failures_sample: list[str] = field(default_factory=list)  # "offer 12: http_5xx: ..." (first few)
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies:
+            return 0.0
+        if len(self.latencies) == 1:
+            return self.latencies[0]
+        return statistics.quantiles(self.latencies, n=100, method="inclusive")[int(q) - 1]
+
+    def metadata(self) -> dict[str, float | int]:
+        out: dict[str, float | int] = {
+            "offers_due": self.offers_due, "priority_offers_due": self.priority_due,
+            "offers_processed": self.processed, "observations": self.observations,
+            "changed": self.changed, "quarantined": self.quarantined, "not_modified": self.not_modified,
+            "failed": self.failed, "batches": self.batches, "duration_s": round(self.duration_s, 3),
+            "fetch_latency_p50_s": round(self.percentile(50), 4),
+            "fetch_latency_p95_s": round(self.percentile(95), 4),
+        }
+        for reason, n in sorted(self.failed_by_reason.items()):
+            out[f"failed_{reason}"] = n
+        return out
+
+
+def _tally(report: TrackingReport, batch: list[Acquired], targets: dict) -> None:
+    for a in batch:
+        o = a.outcome
+        if a.latency_s is not None:
+            report.latencies.append(a.latency_s)
+        if isinstance(o, Observation):
+            report.observations += 1
+            if o.status is ObservationStatus.QUARANTINED:
+                report.quarantined += 1
+            elif o.price is not None and o.price != targets[o.offer_id].last_good_price:
+                report.changed += 1
+        elif isinstance(o, FetchFailure):
+            report.failed += 1
+            report.failed_by_reason[o.reason.value] += 1
+            if len(report.failures_sample) < 20:
+                report.failures_sample.append(f"offer {o.offer_id}: {o.reason.value}: {o.detail}")
+        else:
+            report.not_modified += 1
+
+
+async def _track(url: DatabaseUrl, window: prices.ShardWindow, settings: TrackingSettings,
+                 log: Callable[[str], None], now_fn: Callable[[], datetime],
+                 stop_after_batches: int | None) -> TrackingReport:
+    report = TrackingReport(window.partition_key, window.shard)
+    started = time.monotonic()
+    shops: dict[int, ShopTarget] = {}
+    with psycopg.connect(url.url, application_name="smartbuy-tracking") as conn:
+        conn.autocommit = True
+        prices.ensure_partitions(conn, now_fn())
+        report.priority_due, report.offers_due = prices.count_due(conn, window, now_fn())
+        progress = prices.start_progress(conn, window)
+        log(f"shard {window.shard}/{window.shard_count} window ending {window.cutoff.isoformat()}: "
+            f"{report.offers_due} offers due ({report.priority_due} referenced by alerts or wishes)"
+            + (f"; resuming after offer {progress.last_offer_id} ({progress.phase})" if progress.last_offer_id else ""))
+        async with FetchEngine(settings.fetch) as engine, ParsePool(settings.parse_workers) as pool:
+            for phase in prices.PHASES[prices.PHASES.index(progress.phase):]:
+                after = progress.last_offer_id if phase == progress.phase else 0
+                if phase != progress.phase:
+                    prices.advance_phase(conn, window, phase)
+                while True:
+                    now = now_fn()
+                    targets = prices.due_offers(conn, window, phase=phase, after=after,
+                                                limit=settings.batch_size, now=now)
+                    if not targets:
+                        break
+                    missing = {t.shop_id for t in targets} - shops.keys()
+                    if missing:
+                        shops.update(prices.load_shops(conn, missing))
+                    feed_states: list[FeedState] = []
+                    batch_started = time.monotonic()
+                    batch = [a async for a in acquire(targets, shops, engine=engine, pool=pool, now=now,
+                                                      feed_states=feed_states)]
+                    after = targets[-1].offer_id
+                    with conn.transaction():
+                        result = prices.record_batch(
+                            conn, batch, window=window, phase=phase, last_offer_id=after,
+                            currency_of={t.offer_id: shops[t.shop_id].currency for t in targets},
+                            feed_states=feed_states,
+                        )
+                    by_id = {t.offer_id: t for t in targets}
+                    _tally(report, batch, by_id)
+                    report.processed += len(batch)
+                    report.batches += 1
+                    log(f"batch {report.batches} ({phase}): {len(batch)} offers up to id {after} in "
+                        f"{time.monotonic() - batch_started:.1f}s; "
+                        + ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())))
+                    if stop_after_batches is not None and report.batches >= stop_after_batches:
+                        report.duration_s = time.monotonic() - started
+                        return report
+        prices.complete_progress(conn, window)
+    report.duration_s = time.monotonic() - started
+    return report
+
+
+def track_window(
+    url: DatabaseUrl,
+    window: prices.ShardWindow,
+    settings: TrackingSettings | None = None,
+    *,
+    log: Callable[[str], None] = lambda _msg: None,
+    now_fn: Callable[[], datetime] = utcnow,
+    stop_after_batches: int | None = None,
+) -> TrackingReport:
+    """Track every due offer of one shard window; return what happened."""
+    return asyncio.run(_track(url, window, settings or TrackingSettings(), log, now_fn, stop_after_batches))

@@ -1,0 +1,104 @@
+"""Hourly tracking of a shard window against the simulator and a real database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from smartbuy_pipeline.acquisition.http import FetchSettings
+from smartbuy_pipeline.db import prices
+from smartbuy_pipeline.db.catalog import upsert_catalog
+from smartbuy_pipeline.simulator.scenarios import demo_scenario
+from smartbuy_pipeline.simulator.server import SimulatorServer
+from smartbuy_pipeline.tracking import TrackingSettings, track_window
+
+FAST = TrackingSettings(batch_size=10, parse_workers=1,
+                        fetch=FetchSettings(backoff_base=0.01, backoff_cap=0.05, max_retries=1))
+
+
+@pytest.fixture()
+def sim():
+    with SimulatorServer(demo_scenario()) as server:
+        yield server
+
+
+@pytest.fixture()
+def catalog(db_url, sim):
+    rows = demo_scenario().catalog_rows(sim.base_url)
+    with psycopg.connect(db_url.url) as conn, conn.transaction():
+        upsert_catalog(conn, rows["shops"], rows["products"], rows["offers"])
+        # Politeness is exercised elsewhere; here the demo shops may go fast.
+        conn.execute("update shops set min_interval_ms = 0, max_concurrent_requests = 8")
+    return rows
+
+
+def window(hours_ahead: int = 1, shard: int = 0, count: int = 1) -> prices.ShardWindow:
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return prices.ShardWindow(hour.strftime("%Y-%m-%d-%H:%M"), shard, count, hour + timedelta(hours=hours_ahead))
+
+
+def scalar(url, sql, params=None):
+    with psycopg.connect(url.url) as conn:
+        return conn.execute(sql, params).fetchone()[0]
+
+
+def test_window_tracks_every_due_offer_once_and_rerun_is_idempotent(db_url, catalog):
+    n_offers = len(catalog["offers"])
+    w = window()
+    report = track_window(db_url, w, FAST)
+    assert report.offers_due == n_offers
+    assert report.processed == n_offers
+    assert report.batches == -(-n_offers // 10)
+    assert report.observations + report.failed + report.not_modified == n_offers
+    assert scalar(db_url, "select count(*) from offers where last_checked_at is null") == 0
+    observed = scalar(db_url, "select count(*) from price_history")
+    assert observed == report.observations
+    assert scalar(db_url, "select count(distinct offer_id) from price_history") == observed
+
+    again = track_window(db_url, w, FAST)
+    assert again.offers_due == 0 and again.processed == 0
+    assert scalar(db_url, "select count(*) from price_history") == observed
+    progress = scalar(db_url, "select completed_at is not null from price_tracking_progress where partition_key = %s",
+                      (w.partition_key,))
+    assert progress is True
+
+
+def test_shards_partition_the_catalog(db_url, catalog):
+    reports = [track_window(db_url, window(shard=s, count=3), FAST) for s in range(3)]
+    assert sum(r.processed for r in reports) == len(catalog["offers"])
+    assert scalar(db_url, "select count(*) from offers where last_checked_at is null") == 0
+
+
+def test_crash_after_a_batch_resumes_without_duplicates_or_gaps(db_url, catalog):
+    w = window()
+    partial = track_window(db_url, w, FAST, stop_after_batches=2)
+    assert partial.processed == 20
+    rest = track_window(db_url, w, FAST)
+    assert rest.processed == len(catalog["offers"]) - 20
+    assert scalar(db_url, "select count(*) from offers where last_checked_at is null") == 0
+    dupes = scalar(db_url, "select count(*) from (select offer_id from price_history group by offer_id having count(*) > 1) d")
+    assert dupes == 0
+
+
+def test_failures_keep_the_last_good_price(db_url, catalog, sim):
+    from smartbuy_pipeline.simulator.scenarios import Fault, FaultKind
+
+    w1 = window()
+    track_window(db_url, w1, FAST)
+    offer_key = "ideapad-3-casa-eletro"
+    offer_id, price_before = psycopg.connect(db_url.url).execute(
+        "select id, price from offers where locator like %s", (f"%/{offer_key}",)).fetchone()
+    assert price_before is not None
+    sim.set_faults(offer=offer_key, faults=[Fault(FaultKind.SERVER_ERROR_BURST, count=100)])
+    with psycopg.connect(db_url.url) as conn:
+        conn.execute("update offers set last_checked_at = now() - interval '2 hours', etag = null where id = %s",
+                     (offer_id,))
+    report = track_window(db_url, window(hours_ahead=2), FAST)
+    assert any(line.startswith(f"offer {offer_id}: http_5xx: ") for line in report.failures_sample)
+    with psycopg.connect(db_url.url) as conn:
+        price, failures, reason = conn.execute(
+            "select price, consecutive_failures, last_failure_reason from offers where id = %s", (offer_id,)).fetchone()
+    assert (price, failures, reason) == (price_before, 1, "http_5xx")
+    assert scalar(db_url, "select count(*) from price_history where offer_id = %s", (offer_id,)) == 1
