@@ -6,6 +6,7 @@ import functools
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
@@ -15,6 +16,10 @@ from rich.table import Table
 
 from smartbuy_pipeline.db.engine import DatabaseConfigError
 from smartbuy_pipeline.db.migrations import MigrationError
+
+# Dagster flags parameters it still calls beta (e.g. backfill_policy) on every import: noise
+# for someone running the CLI, not something they can act on.
+warnings.filterwarnings("ignore", message=r".*is currently in beta.*")
 
 app = typer.Typer(help="SmartBuy price-intelligence pipeline.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)

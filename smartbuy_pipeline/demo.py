@@ -18,6 +18,10 @@ from smartbuy_pipeline.db.migrations import migrate
 from smartbuy_pipeline.runtime import prepare_environment
 
 
+# The demo prints its own summary; full run logs stay in the Dagster UI (`make ui`).
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def run_demo(console: Console, *, simulator_port: int) -> None:
     import dagster as dg
 
@@ -37,7 +41,8 @@ def run_demo(console: Console, *, simulator_port: int) -> None:
         with dg.DagsterInstance.get() as instance:
             result = job.execute_in_process(
                 instance=instance,
-                run_config={"ops": {"load_demo_catalog": {"config": {"simulator_url": sim.base_url}}}},
+                run_config={"ops": {"load_demo_catalog": {"config": {"simulator_url": sim.base_url}}},
+                            **QUIET},
                 tags={"smartbuy/actor": "demo"},
             )
         if not result.success:
@@ -51,6 +56,7 @@ def run_demo(console: Console, *, simulator_port: int) -> None:
             for shard in SHARDS.get_partition_keys():
                 run = tracking.execute_in_process(
                     instance=instance, partition_key=dg.MultiPartitionKey({"hour": hour, "shard": shard}),
+                    run_config=QUIET,
                     tags={"smartbuy/actor": "demo"}, raise_on_error=False,
                 )
                 meta = {k: v.value for m in run.asset_materializations_for_node("price_history")

@@ -44,6 +44,8 @@ def prepare_environment() -> Environment:
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     os.environ[DATABASE_URL_ENV] = data_url.url
-    os.environ[DAGSTER_DATABASE_URL_ENV] = dagster_url.url
+    # dagster-postgres is written for psycopg2, while SQLAlchemy 2.1 defaults postgresql:// to
+    # psycopg 3 (whose server-side binding breaks Dagster's `NOTIFY run_events, %s`).
+    os.environ[DAGSTER_DATABASE_URL_ENV] = dagster_url.with_driver("psycopg2")
     os.environ["DAGSTER_HOME"] = str(home)
     return Environment(data_url, dagster_url, home)

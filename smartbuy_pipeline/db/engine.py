@@ -59,9 +59,13 @@ class DatabaseUrl:
         parts = urlsplit(self.url)
         return DatabaseUrl(urlunsplit(parts._replace(path="/" + name)))
 
+    def with_driver(self, driver: str) -> str:
+        """The URL with an explicit SQLAlchemy driver, e.g. postgresql+psycopg://..."""
+        return f"postgresql+{driver}" + self.url[len("postgresql") :]
+
     @property
     def sqlalchemy(self) -> str:
-        return "postgresql+psycopg" + self.url[len("postgresql") :]
+        return self.with_driver("psycopg")
 
     def redacted(self) -> str:
         """The URL with any password replaced, safe for logs and error messages."""
