@@ -1,8 +1,8 @@
 """The SQL of hourly price tracking: which offers are due, and the batch write path.
 
-A batch is written in ONE transaction: observations COPYed into `price_history`, the offers'
-current state updated with one `UPDATE ... FROM` over a COPYed staging table, feed validators
-stored, and the run's checkpoint moved forward. A crash loses at most the batch in flight; a
+A batch is written in ONE transaction: the batch COPYed once into a staging table, then on the
+server the observations inserted into `price_history`, the offers' current state updated with one
+`UPDATE ... FROM`, feed validators stored, and the run's checkpoint moved forward. A crash loses at most the batch in flight; a
 re-run skips what is committed because those offers are no longer due in the window.
 """
 
@@ -77,21 +77,33 @@ ENSURE_PARTITIONS_SQL = "select public.fn_ensure_price_history_partitions(%(day)
 PRICE_HISTORY_COLUMNS = (
     "offer_id", "observed_at", "price", "currency", "reference_price", "freight", "availability",
     "status", "source_kind", "details", "run_key",
-)
+)  # what the raw-COPY baseline of bench/bench_price_tracking.py writes
 
-CREATE_OFFER_UPDATES = """
-create temporary table if not exists offer_updates (
-    offer_id bigint primary key,
+# The batch is COPYed once into this staging table; observations and offer state are then
+# written from it on the server (INSERT ... SELECT and UPDATE ... FROM), so each row crosses
+# the wire once.
+CREATE_BATCH_STAGING = """
+create temporary table if not exists tracking_batch (
+    offer_id bigint not null,
     outcome text not null,             -- accepted | quarantined | not_modified | failure
     observed_at timestamptz not null,
     price numeric(12,2), reference_price numeric(12,2), freight numeric(12,2), currency char(3),
-    availability text, etag text, last_modified text, failure_reason text
+    availability text, source_kind text, details jsonb, etag text, last_modified text, failure_reason text
 ) on commit delete rows
 """
-OFFER_UPDATE_COLUMNS = (
+BATCH_COLUMNS = (
     "offer_id", "outcome", "observed_at", "price", "reference_price", "freight", "currency",
-    "availability", "etag", "last_modified", "failure_reason",
+    "availability", "source_kind", "details", "etag", "last_modified", "failure_reason",
 )
+
+INSERT_OBSERVATIONS = """
+insert into price_history (offer_id, observed_at, price, currency, reference_price, freight, availability,
+                           status, source_kind, details, run_key)
+select offer_id, observed_at, price, currency, reference_price, freight, availability,
+       outcome, source_kind, details, %(run_key)s
+from tracking_batch
+where outcome in ('accepted', 'quarantined')
+"""
 
 # One statement for every outcome of the batch. Why each rule:
 # - accepted: the new current state; an out-of-stock page without a price keeps the last price;
@@ -127,7 +139,7 @@ update offers o set
                                    interval '1 hour' * power(2, o.consecutive_failures + 1 - %(unhealthy_after)s))
         when u.outcome = 'failure' then o.unhealthy_until
         else null end
-from offer_updates u
+from tracking_batch u
 where o.id = u.offer_id
 """
 
@@ -289,23 +301,14 @@ def record_batch(
     currency_of: Mapping[int, str],
     feed_states: Sequence[FeedState] = (),
 ) -> BatchResult:
-    """Write one batch in the caller's transaction (set-based: two COPYs and one UPDATE).
+    """Write one batch in the caller's transaction (set-based: one COPY, one INSERT, one UPDATE).
 
     `currency_of` maps offer id to its shop's currency: an out-of-stock observation without any
     amount still records the currency it was expected in."""
     counts: Counter = Counter()
     with conn.cursor() as cur:
-        with cur.copy(f"copy price_history ({', '.join(PRICE_HISTORY_COLUMNS)}) from stdin") as copy:
-            for a in results:
-                o = a.outcome
-                if isinstance(o, Observation):
-                    copy.write_row((
-                        o.offer_id, o.observed_at, _amount(o.price), _currency(o, currency_of),
-                        _amount(o.reference_price), _amount(o.freight), o.availability.value, o.status.value,
-                        o.source_kind.value, json.dumps(o.details, default=str), window.partition_key,
-                    ))
-        cur.execute(CREATE_OFFER_UPDATES)
-        with cur.copy(f"copy offer_updates ({', '.join(OFFER_UPDATE_COLUMNS)}) from stdin") as copy:
+        cur.execute(CREATE_BATCH_STAGING)
+        with cur.copy(f"copy tracking_batch ({', '.join(BATCH_COLUMNS)}) from stdin") as copy:
             for a in results:
                 label = outcome_label(a)
                 counts[label] += 1
@@ -313,15 +316,17 @@ def record_batch(
                 if isinstance(o, Observation):
                     copy.write_row((o.offer_id, label, o.observed_at, _amount(o.price), _amount(o.reference_price),
                                     _amount(o.freight), _currency(o, currency_of), o.availability.value,
+                                    o.source_kind.value, json.dumps(o.details, default=str),
                                     a.etag, a.last_modified, None))
                 elif isinstance(o, NotModified):
-                    copy.write_row((o.offer_id, label, o.observed_at, None, None, None, None, None,
+                    copy.write_row((o.offer_id, label, o.observed_at, None, None, None, None, None, None, None,
                                     a.etag, a.last_modified, None))
                 else:
                     assert isinstance(o, FetchFailure)
                     counts[f"failed_{o.reason.value}"] += 1
-                    copy.write_row((o.offer_id, label, o.observed_at, None, None, None, None, None,
+                    copy.write_row((o.offer_id, label, o.observed_at, None, None, None, None, None, None, None,
                                     None, None, o.reason.value))
+        cur.execute(INSERT_OBSERVATIONS, {"run_key": window.partition_key})
         cur.execute(APPLY_OFFER_UPDATES, {"unhealthy_after": UNHEALTHY_AFTER_FAILURES, "max_backoff": MAX_BACKOFF})
         if feed_states:
             cur.execute(UPDATE_FEED_STATE, {"ids": [f.shop_id for f in feed_states],
