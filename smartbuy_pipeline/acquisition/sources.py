@@ -3,8 +3,10 @@
 One entry point, `acquire(targets, shops, engine=..., pool=...)`, yields an `Acquired` per
 offer, as results arrive:
 - page offers: one GET per offer; extraction and validation run in the parse pool (CPU-bound);
-- merchant_feed offers: one download per shop per run, streamed to a temporary file and
-  stream-parsed in the pool; offers are matched by item id (the offer's locator);
+- merchant_feed offers: one download per shop per run, streamed to a temporary file, then
+  stream-parsed AND validated in the pool (`parse_and_validate_feed`); offers are matched by item
+  id (the offer's locator). Usual observations come back as small atomic tuples and are rebuilt
+  one at a time just before they are queued (cheap to pickle, short-lived in this process);
 - marketplace_api offers: the items API in batches of 20 ids per request.
 
 A failed fetch is never a price: it is a `FetchFailure` with its reason, for every offer it
@@ -25,15 +27,17 @@ from urllib.parse import quote
 from smartbuy_pipeline.acquisition.http import FetchEngine, FetchRequest, FetchResult, ParsePool
 from smartbuy_pipeline.acquisition.politeness import ShopPolicy
 from smartbuy_pipeline.domain.extraction import extract_page
-from smartbuy_pipeline.domain.feeds import FeedItem, iter_feed_items
+from smartbuy_pipeline.domain.feeds import FeedItem, FeedRowError, iter_feed_items
 from smartbuy_pipeline.domain.items_api import parse_items_response
 from smartbuy_pipeline.domain.types import (
+    Availability,
     Extracted,
     ExtractionError,
     FailureReason,
     FetchFailure,
     Money,
     Observation,
+    ObservationStatus,
     PriceKind,
     SourceKind,
 )
@@ -119,16 +123,94 @@ def parse_page(body: bytes, target: OfferTarget, shop: ShopTarget, observed_at: 
     return _validate(target, shop, extracted, observed_at, SourceKind.PAGE)
 
 
-def parse_feed_file(path: str, wanted_ids: frozenset[str], currency: str, now: datetime) -> tuple[dict, list]:
-    """Stream-parse a downloaded feed; keep only the wanted items (bounded by the shop's offers)."""
+# One feed offer as sent to the pool: (offer id, item id, price kind, last good price, quarantined).
+FeedOffer = tuple[int, str, PriceKind | None, Money | None, Money | None]
+# A usual feed observation as plain values, cheap to pickle (see `_pack_feed_outcome`):
+# (observed_at, price amount, price currency, reference amount, reference currency, freight amount,
+#  freight currency, availability, status, method, price kind).
+PackedObservation = tuple
+_AVAILABILITY_BY_VALUE = {a.value: a for a in Availability}
+_STATUS_BY_VALUE = {s.value: s for s in ObservationStatus}
+
+
+def _pack_feed_outcome(outcome: Observation | FetchFailure) -> PackedObservation | Observation | FetchFailure:
+    """The usual feed Observation (one chosen price, no other quote, no quarantine note) packed;
+    anything else (failures, sale prices with their reference quote, quarantine) as itself."""
+    if type(outcome) is not Observation or outcome.source_kind is not SourceKind.MERCHANT_FEED:
+        return outcome
+    details = outcome.details
+    if len(details) != 3 or details.get("quotes", True) != [] \
+            or type(details.get("method")) is not str or type(details.get("price_kind")) is not str:
+        return outcome
+    price, reference, freight = outcome.price, outcome.reference_price, outcome.freight
+    return (
+        outcome.observed_at,
+        None if price is None else price.amount, None if price is None else price.currency,
+        None if reference is None else reference.amount, None if reference is None else reference.currency,
+        None if freight is None else freight.amount, None if freight is None else freight.currency,
+        outcome.availability.value, outcome.status.value, details["method"], details["price_kind"],
+    )
+
+
+def _unpack_feed_outcome(offer_id: int, packed: PackedObservation | Observation | FetchFailure,
+                         money: dict[tuple, Money]) -> Observation | FetchFailure:
+    """Inverse of `_pack_feed_outcome`; `money` caches the Money instances (immutable: shared)."""
+    if type(packed) is not tuple:
+        return packed
+    at, pa, pc, ra, rc, fa, fc, availability, status, method, price_kind = packed
+    price = reference = freight = None
+    if pa is not None:
+        price = money.get((pa, pc)) or money.setdefault((pa, pc), Money(pa, pc))
+    if ra is not None:
+        reference = money.get((ra, rc)) or money.setdefault((ra, rc), Money(ra, rc))
+    if fa is not None:
+        freight = money.get((fa, fc)) or money.setdefault((fa, fc), Money(fa, fc))
+    return Observation(
+        offer_id, at, price, reference, freight, _AVAILABILITY_BY_VALUE[availability],
+        _STATUS_BY_VALUE[status], SourceKind.MERCHANT_FEED,
+        {"method": method, "price_kind": price_kind, "quotes": []},
+    )
+
+
+def parse_and_validate_feed(path: str, offers: list[FeedOffer], currency: str, feed_url: str | None,
+                            now: datetime) -> list[PackedObservation | Observation | FetchFailure]:
+    """Pool side of one merchant feed: stream-parse it, keep the offers' items, validate each.
+
+    Returns one outcome per entry of `offers`, in the same order (usual observations packed by
+    `_pack_feed_outcome`). Parsing AND validation run in the worker: the `Extracted`
+    intermediates never cross the process boundary, only small atomic tuples do.
+    """
     items: dict[str, Extracted] = {}
-    errors: list = []
-    for entry in iter_feed_items(path, wanted_ids=set(wanted_ids), now=now, default_currency=currency):
+    row_errors: dict[str, FeedRowError] = {}
+    stream_error: FeedRowError | None = None
+    wanted = {offer[1] for offer in offers}
+    for entry in iter_feed_items(path, wanted_ids=wanted, now=now, default_currency=currency):
         if isinstance(entry, FeedItem):
             items[entry.item_id] = entry.extracted
+        elif entry.item_id:
+            row_errors[entry.item_id] = entry
+        elif stream_error is None:
+            stream_error = entry
+    outcomes: list[Observation | FetchFailure] = []
+    append = outcomes.append
+    for offer_id, locator, price_kind, last_good, quarantined in offers:
+        extracted = items.get(locator)
+        if extracted is not None:
+            append(_pack_feed_outcome(validate_observation(
+                offer_id, extracted, observed_at=now, source_kind=SourceKind.MERCHANT_FEED,
+                expected_currency=currency, price_kind=price_kind, last_good_price=last_good,
+                quarantined_price=quarantined,
+            )))
+        elif locator in row_errors:
+            e = row_errors[locator]
+            append(FetchFailure(offer_id, e.reason, f"feed {feed_url} row {e.line_or_index}: {e.detail}", now))
+        elif stream_error is not None:
+            append(FetchFailure(offer_id, stream_error.reason,
+                                f"feed {feed_url}: {stream_error.detail} (item {locator} not reached)", now))
         else:
-            errors.append(entry)
-    return items, errors
+            append(FetchFailure(offer_id, FailureReason.ITEM_MISSING,
+                                f"feed {feed_url} does not list item {locator}", now))
+    return outcomes
 
 
 def _failure(target: OfferTarget, result: FetchResult, observed_at: datetime) -> FetchFailure:
@@ -220,25 +302,33 @@ async def _feeds(targets: list[OfferTarget], shops: Mapping[int, ShopTarget], en
     by_shop: dict[int, list[OfferTarget]] = defaultdict(list)
     for t in targets:
         by_shop[t.shop_id].append(t)
+    money: dict[tuple, Money] = {}  # Money instances shared by this run's feed observations
     await asyncio.gather(*(
-        _one_feed(shops[shop_id], offers, engine, pool, now, out, feed_states)
+        _one_feed(shops[shop_id], offers, engine, pool, now, out, feed_states, money)
         for shop_id, offers in by_shop.items()
     ))
 
 
 async def _one_feed(shop: ShopTarget, offers: list[OfferTarget], engine: FetchEngine, pool: ParsePool,
-                    now: datetime, out: asyncio.Queue, feed_states: list[FeedState] | None) -> None:
+                    now: datetime, out: asyncio.Queue, feed_states: list[FeedState] | None,
+                    money: dict[tuple, Money] | None = None) -> None:
     if not shop.feed_url:
         for t in offers:
             await out.put(Acquired(t.offer_id, FetchFailure(
                 t.offer_id, FailureReason.ITEM_MISSING,
                 f"shop {shop.shop_id} has merchant_feed offers but no feed_url", now)))
         return
+    # A 304 only proves the feed is the version we last downloaded; it says nothing of offers
+    # that were never read from that version (e.g. an earlier batch of the run held other items).
+    # So the request is conditional only when every offer here carries the shop's feed version.
+    version = (shop.feed_etag, shop.feed_last_modified)
+    conditional = version != (None, None) and all((t.etag, t.last_modified) == version for t in offers)
     with tempfile.TemporaryDirectory(prefix="smartbuy-feed-") as tmp:
         path = Path(tmp) / "feed"
         result = await engine.stream_to_file(
             FetchRequest(key=("feed", shop.shop_id), url=shop.feed_url, policy=shop.policy,
-                         etag=shop.feed_etag, last_modified=shop.feed_last_modified, kind="feed"),
+                         etag=shop.feed_etag if conditional else None,
+                         last_modified=shop.feed_last_modified if conditional else None, kind="feed"),
             path,
         )
         if feed_states is not None and (result.ok or result.not_modified):
@@ -246,7 +336,8 @@ async def _one_feed(shop: ShopTarget, offers: list[OfferTarget], engine: FetchEn
                                          result.last_modified or shop.feed_last_modified))
         if result.not_modified:
             for t in offers:
-                await out.put(Acquired(t.offer_id, NotModified(t.offer_id, now), latency_s=result.elapsed_s))
+                await out.put(Acquired(t.offer_id, NotModified(t.offer_id, now), shop.feed_etag,
+                                       shop.feed_last_modified, result.elapsed_s))
             return
         if not result.ok:
             for t in offers:
@@ -254,24 +345,22 @@ async def _one_feed(shop: ShopTarget, offers: list[OfferTarget], engine: FetchEn
                     t.offer_id, result.failure or FailureReason.CONNECTION_ERROR,
                     f"feed {result.url}: {result.detail}", now), latency_s=result.elapsed_s))
             return
-        wanted = frozenset(t.locator for t in offers)
-        items, errors = await pool.run(parse_feed_file, str(path), wanted, shop.currency, now)
-    row_errors = {e.item_id: e for e in errors if getattr(e, "item_id", None)}
-    stream_error = next((e for e in errors if not getattr(e, "item_id", None)), None)
-    for t in offers:
-        extracted = items.get(t.locator)
-        if extracted is not None:
-            outcome = _validate(t, shop, extracted, now, SourceKind.MERCHANT_FEED)
-        elif t.locator in row_errors:
-            e = row_errors[t.locator]
-            outcome = FetchFailure(t.offer_id, e.reason, f"feed {shop.feed_url} row {e.line}: {e.detail}", now)
-        elif stream_error is not None:
-            outcome = FetchFailure(t.offer_id, stream_error.reason,
-                                   f"feed {shop.feed_url}: {stream_error.detail} (item {t.locator} not reached)", now)
-        else:
-            outcome = FetchFailure(t.offer_id, FailureReason.ITEM_MISSING,
-                                   f"feed {shop.feed_url} does not list item {t.locator}", now)
-        await out.put(Acquired(t.offer_id, outcome, latency_s=result.elapsed_s))
+        spec = [(t.offer_id, t.locator, t.price_kind or shop.price_kind, t.last_good_price, t.quarantined_price)
+                for t in offers]
+        outcomes = await pool.run(parse_and_validate_feed, str(path), spec, shop.currency, shop.feed_url, now)
+    latency = result.elapsed_s
+    if len(outcomes) != len(offers):
+        raise RuntimeError(f"feed {shop.feed_url}: {len(outcomes)} outcomes for {len(offers)} offers")
+    # Observations are rebuilt one at a time, just before queueing, and the consumer gets a turn
+    # every 64: results flow instead of piling up (short-lived objects, little GC work).
+    if money is None:
+        money = {}
+    for i, (t, packed) in enumerate(zip(offers, outcomes), start=1):
+        # Each offer remembers the feed version it was read from (see `conditional` above).
+        await out.put(Acquired(t.offer_id, _unpack_feed_outcome(t.offer_id, packed, money), result.etag,
+                               result.last_modified, latency))
+        if not i % 64:
+            await asyncio.sleep(0)
 
 
 async def _items_api(targets: list[OfferTarget], shops: Mapping[int, ShopTarget], engine: FetchEngine,

@@ -39,7 +39,7 @@ _PRIORITY_PREDICATE = """
 
 # Keyset page of due offers in one shard. `cutoff` is the window's end: an offer is due when its
 # last check is at least one check interval (the offer's, else the shop's) before it.
-DUE_OFFERS_SQL = f"""
+DUE_OFFERS_SQL = """
 select o.id, o.shop_id, o.source_kind, o.locator, o.price_kind, o.etag, o.last_modified,
        o.price, o.currency, o.quarantined_price
 from offers o
@@ -50,7 +50,7 @@ where o.active and s.active
   and (o.last_checked_at is null
        or o.last_checked_at <= %(cutoff)s - coalesce(o.check_interval, s.check_interval))
   and (o.unhealthy_until is null or o.unhealthy_until <= %(now)s)
-  and ({{phase_predicate}})
+  and ({phase_predicate})
 order by o.id
 limit %(limit)s
 """

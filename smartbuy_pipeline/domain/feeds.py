@@ -24,6 +24,11 @@ no date means always effective): then the quotes are SALE (sale price) + REFEREN
 outside it, REGULAR (price) only and `extra["sale_price_inactive"]` is set. An out-of-stock item
 without a price is a `FeedItem` with no quotes; any other item without a price is a NO_PRICE row
 error.
+
+Speed (a feed repeats a few price points, rates, windows and tags thousands of times): successful
+price / availability / sale-window parses and tag splits are memoised (bounded; errors never are;
+Money and PriceQuote are immutable, so instances are shared); `wanted_ids` is checked as soon as
+an item's first g:id is reached, before anything else of it is built.
 """
 
 from __future__ import annotations
@@ -127,6 +132,79 @@ def _feed_money(
         raise ExtractionError(exc.reason, f"{field} {text!r}: {exc.detail}") from None
 
 
+# Memo of successful `_feed_money` parses. A feed repeats the same few price points and shipping
+# rates thousands of times; Money is immutable, so one instance can be shared. Bounded; failures
+# are never cached (their message names the field).
+_MONEY_MEMO: dict[tuple[str, str | None, bool], tuple[Money, bool]] = {}
+_MEMO_MAX = 4096
+# price text -> its (REGULAR quote,) tuple: PriceQuote is immutable too, so it is shared.
+_REGULAR_MEMO: dict[Money, tuple[PriceQuote, ...]] = {}
+
+
+def _feed_money_memo(
+    text: str, default_currency: str | None, field: str, *, allow_zero: bool = False
+) -> tuple[Money, bool]:
+    key = (text, default_currency, allow_zero)
+    hit = _MONEY_MEMO.get(key)
+    if hit is None:
+        hit = _feed_money(text, default_currency, field, allow_zero=allow_zero)
+        if len(_MONEY_MEMO) >= _MEMO_MAX:
+            _MONEY_MEMO.clear()
+        _MONEY_MEMO[key] = hit
+    return hit
+
+
+def _regular_quotes(price: Money) -> tuple[PriceQuote, ...]:
+    hit = _REGULAR_MEMO.get(price)
+    if hit is None:
+        hit = (PriceQuote(PriceKind.REGULAR, price),)
+        if len(_REGULAR_MEMO) >= _MEMO_MAX:
+            _REGULAR_MEMO.clear()
+        _REGULAR_MEMO[price] = hit
+    return hit
+
+
+_INTERVAL_MEMO: dict[str, tuple[datetime, datetime]] = {}
+
+
+def _effective_interval(text: str) -> tuple[datetime, datetime]:
+    hit = _INTERVAL_MEMO.get(text)
+    if hit is None:
+        hit = parse_effective_interval(text)  # ValueError: not cached
+        if len(_INTERVAL_MEMO) >= _MEMO_MAX:
+            _INTERVAL_MEMO.clear()
+        _INTERVAL_MEMO[text] = hit
+    return hit
+
+
+_AVAILABILITY_MEMO: dict[str, Availability] = {}
+
+
+def _availability(text: str) -> Availability:
+    hit = _AVAILABILITY_MEMO.get(text)
+    if hit is None:
+        hit = parse_availability(text)
+        if len(_AVAILABILITY_MEMO) >= _MEMO_MAX:
+            _AVAILABILITY_MEMO.clear()
+        _AVAILABILITY_MEMO[text] = hit
+    return hit
+
+
+_GTIN_LENGTHS = frozenset((8, 12, 13, 14))
+
+
+def _valid_gtin(raw: str) -> bool:
+    """`is_valid_gtin`, with a fast path for the usual plain-ASCII-digits case."""
+    if raw.isascii() and raw.isdigit() and len(raw) in _GTIN_LENGTHS:
+        # GS1 mod-10: weight 3 on the digit just before the check digit, then alternating 1, 3
+        # (summed over the ASCII codes, minus 48 per digit).
+        digits = raw.encode()
+        threes, ones = digits[-2::-2], digits[-3::-2]
+        total = 3 * (sum(threes) - 48 * len(threes)) + sum(ones) - 48 * len(ones)
+        return (10 - total % 10) % 10 == digits[-1] - 48
+    return is_valid_gtin(raw)
+
+
 def _tsv_shipping(value: str) -> list[dict[str, str]]:
     out = []
     for part in value.split(","):
@@ -141,6 +219,9 @@ def _tsv_shipping(value: str) -> list[dict[str, str]]:
     return out
 
 
+_EXTRA_KEYS = ("title", "link", "brand", "condition")
+
+
 def _build(
     fields: dict[str, Any], where: int, now: datetime, default_currency: str | None
 ) -> FeedItem | FeedRowError:
@@ -149,68 +230,68 @@ def _build(
         return FeedRowError(None, where, FailureReason.PARSE_ERROR, f"item at {where} has no id")
     try:
         availability = Availability.UNKNOWN
-        if fields.get("availability"):
-            availability = parse_availability(fields["availability"])
+        raw_availability = fields.get("availability")
+        if raw_availability:
+            availability = _availability(raw_availability)
         extra: dict[str, Any] = {}
-        for key in ("title", "link", "brand", "condition"):
-            if fields.get(key):
-                extra[key] = fields[key].strip()
+        for key in _EXTRA_KEYS:
+            value = fields.get(key)
+            if value:
+                extra[key] = value.strip()
         gtin = None
         raw_gtin = (fields.get("gtin") or "").strip()
         if raw_gtin:
-            if is_valid_gtin(raw_gtin):
+            if _valid_gtin(raw_gtin):
                 gtin = raw_gtin
             else:
                 extra["gtin_invalid"] = raw_gtin
         freight = None
         shipping = fields.get("shipping") or []
-        preferred = [s for s in shipping if (s.get("country") or "").upper() == "BR"] or shipping
+        if len(shipping) < 2:
+            preferred = shipping  # BR or not, a lone rate is the one to use
+        else:
+            preferred = [s for s in shipping if (s.get("country") or "").upper() == "BR"] or shipping
         for entry in preferred:
             if entry.get("price"):
                 # A free rate "0.00 BRL" is valid freight.
-                freight = _feed_money(entry["price"], default_currency, "shipping price",
-                                      allow_zero=True)[0]
+                freight = _feed_money_memo(entry["price"], default_currency, "shipping price",
+                                           allow_zero=True)[0]
                 break
 
         price_text = (fields.get("price") or "").strip()
-        quotes: list[PriceQuote] = []
+        quotes: tuple[PriceQuote, ...] = ()
         raw_currency = None
         if price_text:
-            price, declared = _feed_money(price_text, default_currency, "price")
+            price, declared = _feed_money_memo(price_text, default_currency, "price")
             if declared:
                 raw_currency = price.currency
             else:
                 extra["currency_defaulted"] = True
             sale_text = (fields.get("sale_price") or "").strip()
             if sale_text:
-                sale = _feed_money(sale_text, default_currency, "sale_price")[0]
+                sale = _feed_money_memo(sale_text, default_currency, "sale_price")[0]
                 window = (fields.get("sale_price_effective_date") or "").strip()
                 active = True
                 if window:
                     try:
-                        start, end = parse_effective_interval(window)
+                        start, end = _effective_interval(window)
                     except ValueError as exc:
                         raise ExtractionError(FailureReason.PARSE_ERROR, str(exc)) from None
                     active = start <= now <= end
                     extra["sale_price_effective"] = [start.isoformat(), end.isoformat()]
                 if active:
-                    quotes = [PriceQuote(PriceKind.SALE, sale), PriceQuote(PriceKind.REFERENCE, price)]
+                    quotes = (PriceQuote(PriceKind.SALE, sale), PriceQuote(PriceKind.REFERENCE, price))
                 else:
-                    quotes = [PriceQuote(PriceKind.REGULAR, price)]
+                    quotes = _regular_quotes(price)
                     extra["sale_price_inactive"] = str(sale.amount)
             else:
-                quotes = [PriceQuote(PriceKind.REGULAR, price)]
+                quotes = _regular_quotes(price)
         elif availability not in (Availability.OUT_OF_STOCK, Availability.DISCONTINUED):
             raise ExtractionError(FailureReason.NO_PRICE, "item has no price and is not out of stock")
     except ExtractionError as exc:
         return FeedRowError(item_id, where, exc.reason, f"item {item_id!r} at {where}: {exc.detail}")
-    return FeedItem(
-        item_id,
-        Extracted(
-            quotes=tuple(quotes), availability=availability, gtin=gtin, freight=freight,
-            method="feed", raw_currency=raw_currency, extra=extra,
-        ),
-    )
+    # positional: (quotes, availability, gtin, freight, method, raw_currency, extra)
+    return FeedItem(item_id, Extracted(quotes, availability, gtin, freight, "feed", raw_currency, extra))
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,18 +307,56 @@ def _local(tag: Any) -> tuple[str, str]:
     return "", tag
 
 
-def _xml_fields(elem: etree._Element) -> dict[str, Any]:
+# What `_xml_fields` does with a child, by tag (a feed uses a handful of tags: each is split
+# once; bounded): (action, local name).
+_SKIP, _G_FIELD, _PLAIN_FIELD, _SHIPPING, _ATOM_LINK = range(5)
+_TAG_MEMO: dict[Any, tuple[int, str]] = {}
+
+
+def _tag_action(tag: Any) -> tuple[int, str]:
+    hit = _TAG_MEMO.get(tag)
+    if hit is None:
+        ns, name = _local(tag)
+        if not name:
+            hit = (_SKIP, "")
+        elif name == "shipping":
+            hit = (_SHIPPING, name)
+        elif name == "link" and ns == ATOM_NS:
+            hit = (_ATOM_LINK, name)
+        else:
+            hit = (_G_FIELD if ns == G_NS else _PLAIN_FIELD, name)
+        if len(_TAG_MEMO) < 1024:
+            _TAG_MEMO[tag] = hit
+    return hit
+
+
+def _xml_fields(elem: etree._Element, wanted: set[str] | None = None) -> dict[str, Any] | None:
+    """The item's fields (g: ones win), or None when `wanted` is given and the item's first
+    g:id is not in it (or it has none): decided as soon as that child is reached, so an
+    unwanted item costs little more than its id when g:id comes first, as it usually does."""
     fields: dict[str, Any] = {}
     plain: dict[str, Any] = {}
     shipping: list[dict[str, str]] = []
+    memo = _TAG_MEMO
     for child in elem:
-        ns, name = _local(child.tag)
-        if not name:
+        action, name = memo.get(child.tag) or _tag_action(child.tag)
+        if action == _G_FIELD:  # first one wins
+            if name not in fields:
+                value = child.text or ""
+                if wanted is not None and name == "id" and value.strip() not in wanted:
+                    return None
+                fields[name] = value
             continue
-        if name == "shipping":
+        if action == _PLAIN_FIELD:
+            if name not in plain:
+                plain[name] = child.text or ""
+            continue
+        if action == _SKIP:
+            continue
+        if action == _SHIPPING:
             entry = {}
             for sub in child:
-                sub_name = _local(sub.tag)[1]
+                sub_name = (memo.get(sub.tag) or _tag_action(sub.tag))[1]
                 if sub_name:
                     entry[sub_name] = (sub.text or "").strip()
             if not len(child) and child.text and child.text.strip():
@@ -245,12 +364,11 @@ def _xml_fields(elem: etree._Element) -> dict[str, Any]:
             if entry:
                 shipping.append(entry)
             continue
-        if name == "link" and ns == ATOM_NS and child.get("href"):
-            value = child.get("href")
-        else:
-            value = child.text or ""
-        target = fields if ns == G_NS else plain
-        target.setdefault(name, value)
+        # _ATOM_LINK: its href (else its text), as a plain field
+        if name not in plain:
+            plain[name] = child.get("href") or child.text or ""
+    if wanted is not None and "id" not in fields:
+        return None  # no g:id: cannot be a wanted item
     for key, value in plain.items():  # g: fields win over RSS/Atom ones (title, link)
         fields.setdefault(key, value)
     fields["shipping"] = shipping
@@ -270,12 +388,9 @@ def _iter_xml(stream: IO[bytes], wanted: set[str] | None, now: datetime,
             index += 1
             last_line = elem.sourceline or last_line
             try:
-                if wanted is not None:
-                    id_node = elem.find(f"{_G}id")
-                    item_id = (id_node.text or "").strip() if id_node is not None else None
-                    if item_id not in wanted:
-                        continue
-                yield _build(_xml_fields(elem), last_line or index, now, default_currency)
+                fields = _xml_fields(elem, wanted)
+                if fields is not None:
+                    yield _build(fields, last_line or index, now, default_currency)
             finally:
                 elem.clear(keep_tail=False)
                 parent = elem.getparent()

@@ -1,6 +1,9 @@
 """Value types shared by extraction, validation, the pipeline and the simulator.
 
 Plain dataclasses: no Dagster, no database. Money is always Decimal plus an ISO 4217 code.
+The types that cross the parse pool (Money, PriceQuote, Extracted, FetchFailure, Observation)
+pickle through `__reduce__` (constructor + field values): far cheaper than the generated
+__getstate__/__setstate__ of slots dataclasses, and unpickling re-runs Money's checks.
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ class Money:
 
     def __str__(self) -> str:
         return f"{self.currency} {self.amount}"
+
+    # Pickling (parse-pool results): rebuild through __init__ from primitives. Much cheaper than
+    # the dataclass-generated __getstate__/__setstate__ of slots classes, and re-validates.
+    def __reduce__(self) -> tuple:
+        return Money, (self.amount, self.currency)
 
 
 class SourceKind(StrEnum):
@@ -82,6 +90,9 @@ class PriceQuote:
             out["installments"] = self.installments
         return out
 
+    def __reduce__(self) -> tuple:
+        return PriceQuote, (self.kind, self.money, self.installments)
+
 
 @dataclass(frozen=True, slots=True)
 class Extracted:
@@ -98,6 +109,10 @@ class Extracted:
     method: str = ""  # jsonld | opengraph | microdata | feed | items_api
     raw_currency: str | None = None  # currency as declared by the source, if any
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __reduce__(self) -> tuple:
+        return Extracted, (self.quotes, self.availability, self.gtin, self.freight, self.method,
+                           self.raw_currency, self.extra)
 
 
 class FailureReason(StrEnum):
@@ -128,6 +143,9 @@ class FetchFailure:
     detail: str  # what, where, why; never contains secrets
     observed_at: datetime | None = None
 
+    def __reduce__(self) -> tuple:
+        return FetchFailure, (self.offer_id, self.reason, self.detail, self.observed_at)
+
 
 class ObservationStatus(StrEnum):
     ACCEPTED = "accepted"
@@ -147,6 +165,11 @@ class Observation:
     status: ObservationStatus
     source_kind: SourceKind
     details: dict[str, Any] = field(default_factory=dict)  # other quotes, method, etc.
+
+    def __reduce__(self) -> tuple:
+        return Observation, (self.offer_id, self.observed_at, self.price, self.reference_price,
+                             self.freight, self.availability, self.status, self.source_kind,
+                             self.details)
 
 
 class ExtractionError(Exception):

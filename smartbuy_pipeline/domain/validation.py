@@ -69,6 +69,7 @@ class QuarantineRule:
 QUARANTINE_RULE = QuarantineRule()
 
 _KIND_ORDER = (PriceKind.CASH, PriceKind.CARD, PriceKind.REGULAR, PriceKind.SALE)
+_REFERENCE = PriceKind.REFERENCE
 
 
 def choose_price(
@@ -81,16 +82,18 @@ def choose_price(
     """
     if price_kind is not None and price_kind not in FULL_PAYMENT_KINDS:
         raise ValueError(f"price_kind must be one of {sorted(k.value for k in FULL_PAYMENT_KINDS)}")
-    candidates = [
-        q for q in extracted.quotes
-        if q.kind in FULL_PAYMENT_KINDS and (currency is None or q.money.currency == currency)
-    ]
-    if price_kind is not None:
+    if currency is None:
+        candidates = [q for q in extracted.quotes if q.kind in FULL_PAYMENT_KINDS]
+    else:
+        candidates = [
+            q for q in extracted.quotes if q.kind in FULL_PAYMENT_KINDS and q.money.currency == currency
+        ]
+    if price_kind is not None and len(candidates) > 1:
         configured = [q for q in candidates if q.kind is price_kind]
         if configured:
             candidates = configured
-    if not candidates:
-        return None
+    if len(candidates) < 2:
+        return candidates[0] if candidates else None
     return min(
         candidates, key=lambda q: (q.money.amount, _KIND_ORDER.index(q.kind), q.money.currency)
     )
@@ -118,30 +121,35 @@ def validate_observation(
 
     `observed_at` is converted to UTC (a naive datetime is taken as UTC).
     """
-    at = _utc(observed_at)
-    where = f"offer {offer_id} ({source_kind.value}, {extracted.method or 'unknown method'})"
+    at = observed_at if observed_at.tzinfo is timezone.utc else _utc(observed_at)
+    quotes = extracted.quotes
 
     def fail(reason: FailureReason, detail: str) -> FetchFailure:
+        where = f"offer {offer_id} ({source_kind.value}, {extracted.method or 'unknown method'})"
         return FetchFailure(offer_id, reason, f"{where}: {detail}", at)
 
-    if extracted.quotes and extracted.raw_currency is None and not extracted.extra.get(
-        "currency_defaulted"
-    ):
+    if quotes and extracted.raw_currency is None and not extracted.extra.get("currency_defaulted"):
         return fail(
             FailureReason.CURRENCY_MISSING,
             "the source declared no currency and no shop default was applied",
         )
-    foreign = sorted({q.money.currency for q in extracted.quotes} - {expected_currency})
-    if foreign:
-        return fail(
-            FailureReason.CURRENCY_MISMATCH,
-            f"expected {expected_currency}, the source gave {', '.join(foreign)}",
-        )
+    for quote in quotes:
+        if quote.money.currency != expected_currency:
+            foreign = sorted({q.money.currency for q in quotes} - {expected_currency})
+            return fail(
+                FailureReason.CURRENCY_MISMATCH,
+                f"expected {expected_currency}, the source gave {', '.join(foreign)}",
+            )
     chosen = choose_price(extracted, price_kind=price_kind)
     if chosen is not None and chosen.money.amount <= 0:
         return fail(FailureReason.NON_POSITIVE_PRICE, f"chosen price {chosen.money} is not positive")
-    references = [q.money for q in extracted.quotes if q.kind is PriceKind.REFERENCE]
-    reference = max(references, key=lambda m: m.amount) if references else None
+    references = [q.money for q in quotes if q.kind is _REFERENCE]
+    if not references:
+        reference = None
+    elif len(references) == 1:
+        reference = references[0]
+    else:
+        reference = max(references, key=lambda m: m.amount)
     details: dict = {"method": extracted.method}
     if chosen is None:
         if extracted.availability in (Availability.OUT_OF_STOCK, Availability.DISCONTINUED):
@@ -159,7 +167,7 @@ def validate_observation(
             + f"; availability {extracted.availability.value}",
         )
     details["price_kind"] = chosen.kind.value
-    details["quotes"] = [q.to_json() for q in extracted.quotes if q != chosen]
+    details["quotes"] = [q.to_json() for q in quotes if q is not chosen and q != chosen]
     status = ObservationStatus.ACCEPTED
     jump = rule.check(chosen.money, last_good_price)
     if jump is not None:

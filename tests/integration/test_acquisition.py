@@ -174,4 +174,7 @@ def test_politeness_is_measured_at_the_server(sim, scenario, pool):
     assert stats["max_in_flight"] <= 2
     starts = sorted(stats["request_starts"])
     gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert min(gaps) >= 0.05 - 0.01
+    # Measured where the requests arrive: loopback jitter under a loaded machine can bring two
+    # arrivals a little closer than the client spaced their starts.
+    assert min(gaps) >= 0.05 - 0.025
+    assert sorted(gaps)[len(gaps) // 2] >= 0.05 - 0.005

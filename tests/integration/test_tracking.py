@@ -102,3 +102,55 @@ def test_failures_keep_the_last_good_price(db_url, catalog, sim):
             "select price, consecutive_failures, last_failure_reason from offers where id = %s", (offer_id,)).fetchone()
     assert (price, failures, reason) == (price_before, 1, "http_5xx")
     assert scalar(db_url, "select count(*) from price_history where offer_id = %s", (offer_id,)) == 1
+
+
+KILLABLE_RUN = """
+import sys
+from datetime import datetime
+from smartbuy_pipeline.acquisition.http import FetchSettings
+from smartbuy_pipeline.db import prices
+from smartbuy_pipeline.db.engine import DatabaseUrl
+from smartbuy_pipeline.tracking import TrackingSettings, track_window
+url, key, cutoff = sys.argv[1], sys.argv[2], datetime.fromisoformat(sys.argv[3])
+track_window(DatabaseUrl.parse(url), prices.ShardWindow(key, 0, 1, cutoff),
+             TrackingSettings(batch_size=5, parse_workers=1, fetch=FetchSettings(max_retries=0)))
+"""
+
+
+def test_sigkill_mid_run_then_rerun_has_exact_counts(db_url, catalog, sim):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from smartbuy_pipeline.simulator.scenarios import Fault, FaultKind
+
+    # Slow pages so the kill lands while batches are still in flight.
+    for shop in demo_scenario().shops:
+        sim.set_faults(shop=shop.slug, faults=[Fault(FaultKind.SLOW, delay_ms=150)])
+    w = window()
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE_RUN, db_url.url, w.partition_key, w.cutoff.isoformat()])
+    try:
+        deadline = time.monotonic() + 60
+        batches = 0
+        while time.monotonic() < deadline and batches < 2:
+            time.sleep(0.05)
+            batches = scalar(db_url, "select coalesce(max(batches), 0) from price_tracking_progress") or 0
+        assert batches >= 2, "the child committed two batches before the kill"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    committed = scalar(db_url, "select count(*) from offers where last_checked_at is not null")
+    n_offers = len(catalog["offers"])
+    assert 10 <= committed < n_offers, "killed mid-run: some but not all batches committed"
+    assert committed % 5 == 0, "only whole batches are committed"
+    sim.clear_faults()
+    rest = track_window(db_url, w, FAST)
+    assert rest.processed == n_offers - committed
+    assert scalar(db_url, "select count(*) from offers where last_checked_at is null") == 0
+    assert scalar(db_url, "select count(*) from price_history") == scalar(
+        db_url, "select count(distinct offer_id) from price_history")
+    observed = scalar(db_url, "select count(*) from price_history")
+    failed = scalar(db_url, "select count(*) from offers where consecutive_failures > 0")
+    assert observed + failed == n_offers

@@ -235,3 +235,105 @@ def _rss_bytes() -> int:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Fast paths (memos, early skip of unwanted items, GTIN check) and the pool-side feed function
+
+
+def test_fast_gtin_check_agrees_with_gs1_module():
+    import random
+
+    from smartbuy_pipeline.domain.feeds import _valid_gtin
+    from smartbuy_pipeline.domain.gtin import is_valid_gtin, make_gtin13
+
+    rnd = random.Random(7)
+    cases = ["7891234567895", "7891234567894", "96385074", "96385075", "036000291452", "00012345600012",
+             "0001234560001", "789123456789", "78912345678951", "", "abc", "789 1234 56789 5", "７８９",
+             "٣٣٣٣٣٣٣٣"]
+    cases += [make_gtin13("790", rnd.randrange(10**9)) for _ in range(200)]
+    cases += ["".join(rnd.choice("0123456789") for _ in range(rnd.choice((8, 12, 13, 14)))) for _ in range(500)]
+    for raw in cases:
+        assert _valid_gtin(raw) == is_valid_gtin(raw), raw
+
+
+def test_wanted_ids_decided_on_the_first_g_id_wherever_it_is():
+    data = b"""<?xml version="1.0"?>
+<rss xmlns:g="http://base.google.com/ns/1.0"><channel>
+<item><title>no g:id at all</title><id>A</id><g:price>1.00 BRL</g:price></item>
+<item><title>late id</title><g:price>2.00 BRL</g:price><g:id> B </g:id><g:id>X</g:id></item>
+<item><g:id>C</g:id><g:price>3.00 BRL</g:price></item>
+<item><g:id>X</g:id><g:id>C</g:id><g:price>4.00 BRL</g:price></item>
+</channel></rss>"""
+    got = [(r.item_id, r.extracted.quotes[0].money.amount)
+           for r in iter_feed_items(io.BytesIO(data), wanted_ids={"A", "B", "C"})]
+    assert got == [("B", Decimal("2.00")), ("C", Decimal("3.00"))]
+    # without a filter a plain <id> still names the item (as before)
+    assert [r.item_id for r in iter_feed_items(io.BytesIO(data))] == ["A", "B", "C", "X"]
+
+
+def test_memoised_prices_do_not_leak_between_currency_defaults():
+    data = "id\tprice\nX1\t10.50\n".encode()
+    (ok,) = iter_feed_items(io.BytesIO(data), default_currency="BRL")
+    (err,) = iter_feed_items(io.BytesIO(data))  # same text, no default: still an error
+    (usd,) = iter_feed_items(io.BytesIO(data), default_currency="USD")
+    assert ok.extracted.quotes[0].money == brl("10.50")
+    assert isinstance(err, FeedRowError) and err.reason is FailureReason.CURRENCY_MISSING
+    assert usd.extracted.quotes[0].money == Money(Decimal("10.50"), "USD")
+    # a bad price is reported with its own field name every time (errors are not memoised)
+    bad = "id\tprice\tshipping\nY1\tgrátis\tBR:::grátis\nY2\t5.00 BRL\tBR:::grátis\n".encode()
+    details = [r.detail for r in iter_feed_items(io.BytesIO(bad))]
+    assert "price 'grátis'" in details[0] and "shipping price 'grátis'" in details[1]
+
+
+def test_pool_side_feed_function_matches_validating_each_item(tmp_path):
+    import pickle
+
+    from smartbuy_pipeline.acquisition.sources import _unpack_feed_outcome, parse_and_validate_feed
+    from smartbuy_pipeline.domain.types import FetchFailure, Observation, SourceKind
+    from smartbuy_pipeline.domain.validation import validate_observation
+
+    for name, now in (("merchant_rss.xml", INSIDE), ("merchant_rss.xml", AFTER), ("merchant_atom.xml", AFTER),
+                      ("merchant.tsv", INSIDE)):
+        path = FEEDS / name
+        results = list(iter_feed_items(path, now=now, default_currency="BRL"))
+        ids = [r.item_id for r in results if r.item_id] + ["MISSING-1"]
+        last_good = {ids[0]: brl("9999.00")}  # one quarantined drop
+        offers = [(100 + i, item, None, last_good.get(item), None) for i, item in enumerate(ids)]
+        packed = pickle.loads(pickle.dumps(
+            parse_and_validate_feed(str(path), offers, "BRL", "https://feed", now)))
+        money: dict = {}
+        outcomes = [_unpack_feed_outcome(o[0], p, money) for o, p in zip(offers, packed)]
+        assert len(outcomes) == len(offers)
+        by_item = {r.item_id: r for r in results if r.item_id}
+        for (offer_id, item, _, good, _), outcome in zip(offers, outcomes):
+            entry = by_item.get(item)
+            if isinstance(entry, FeedItem):
+                expected = validate_observation(
+                    offer_id, entry.extracted, observed_at=now, source_kind=SourceKind.MERCHANT_FEED,
+                    expected_currency="BRL", last_good_price=good, quarantined_price=None)
+                assert outcome == expected
+                assert type(outcome) is type(expected)
+                if isinstance(outcome, Observation) and outcome.price is not None:
+                    assert isinstance(outcome.price.amount, Decimal)
+                    assert outcome.availability is expected.availability
+            else:
+                assert isinstance(outcome, FetchFailure) and outcome.offer_id == offer_id
+                if entry is None:
+                    assert outcome.reason is FailureReason.ITEM_MISSING and item in outcome.detail
+                else:
+                    assert outcome.reason is entry.reason and f"row {entry.line_or_index}" in outcome.detail
+
+
+def test_pool_side_feed_function_on_truncated_feed(tmp_path):
+    from smartbuy_pipeline.acquisition.sources import parse_and_validate_feed
+    from smartbuy_pipeline.domain.types import FetchFailure
+
+    data = (FEEDS / "merchant_rss.xml").read_bytes()
+    path = tmp_path / "cut.xml"
+    path.write_bytes(data[: data.index(b"<g:id>SKU-4") + 20])
+    offers = [(1, "SKU-1", None, None, None), (4, "SKU-4", None, None, None)]
+    first, fourth = parse_and_validate_feed(str(path), offers, "BRL", "https://feed", INSIDE)
+    assert not isinstance(first, FetchFailure)
+    assert isinstance(fourth, FetchFailure) and fourth.reason is FailureReason.PARSE_ERROR
+    assert "not reached" in fourth.detail

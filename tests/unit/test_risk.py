@@ -19,7 +19,6 @@ import pytest
 from smartbuy_pipeline.domain import risk as R
 from smartbuy_pipeline.domain.risk import (
     DEFAULT_CONFIG,
-    RiskConfig,
     compute_features,
     compute_signals,
     market_figures,
