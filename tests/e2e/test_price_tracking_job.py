@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import psycopg
@@ -122,3 +122,55 @@ def test_a_bad_batch_is_stopped_by_the_blocking_check(definitions, instance, db_
     assert len(result.asset_materializations_for_node("price_history")) == 1
     for node in ("price_changes", "offer_price_stats"):
         assert result.asset_materializations_for_node(node) == []
+
+
+def test_six_hour_backfill_in_a_single_run(definitions, instance, db_url, catalog):
+    now_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    first = (now_hour - timedelta(hours=5)).strftime("%Y-%m-%d-%H:00")
+    last = now_hour.strftime("%Y-%m-%d-%H:00")
+    job = definitions.resolve_job_def("price_tracking")
+    result = job.execute_in_process(
+        instance=instance, resources=resources(db_url), raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": f"{first}|0",
+              "dagster/asset_partition_range_end": f"{last}|{SHARD_COUNT - 1}"},
+    )
+    assert result.success
+    # One run, one pass: every offer fetched exactly once, whatever the number of hours.
+    n_offers = len(catalog["offers"])
+    mats = result.asset_materializations_for_node("price_history")
+    assert len(mats) == 6 * SHARD_COUNT  # one event per partition, all from this run
+    assert {m.metadata["offers_processed"].value for m in mats} == {n_offers}
+    assert scalar(db_url, "select count(*) from offers where last_checked_at is null") == 0
+    assert scalar(db_url, "select count(*) from price_history") == scalar(
+        db_url, "select count(distinct offer_id) from price_history")
+    # Dagster records all 6 x 4 partitions as materialized by that run.
+    materialized = instance.get_materialized_partitions(dg.AssetKey("price_history"))
+    assert len(materialized) == 6 * SHARD_COUNT
+    # The checkpoint rows name the range per shard.
+    assert scalar(db_url, "select count(*) from price_tracking_progress where partition_key = %s and completed_at is not null",
+                  (f"{first}..{last}",)) == SHARD_COUNT
+
+
+def test_freshness_fails_when_runs_stop(definitions, instance):
+    """"Prices flatline" (runbook severity 3): Dagster's own evaluator of the price_history policy
+    passes right after a materialization, warns after 90 minutes and fails after 2 hours."""
+    import asyncio
+
+    from dagster._core.definitions.freshness import FreshnessState
+    from dagster._core.definitions.freshness_evaluator import TimeWindowFreshnessPolicyEvaluator
+    from dagster._core.loader import LoadingContextForTest
+    from dagster._core.test_utils import freeze_time
+
+    node = definitions.get_repository_def().asset_graph.get(dg.AssetKey("price_history"))
+    last_run = datetime(2026, 11, 26, 10, 5, tzinfo=UTC)
+    with freeze_time(last_run):
+        instance.report_runless_asset_event(dg.AssetMaterialization("price_history"))
+
+    def state_at(at: datetime) -> FreshnessState:
+        with freeze_time(at):
+            return asyncio.run(TimeWindowFreshnessPolicyEvaluator().evaluate_freshness(
+                LoadingContextForTest(instance), node))
+
+    assert state_at(last_run + timedelta(minutes=59)) is FreshnessState.PASS
+    assert state_at(last_run + timedelta(minutes=95)) is FreshnessState.WARN
+    assert state_at(last_run + timedelta(hours=2, minutes=1)) is FreshnessState.FAIL
