@@ -145,10 +145,12 @@ def cmd_write(args) -> None:
                 path_rates.append(n / (time.perf_counter() - t0))
                 rows_b += n
             conn.execute("analyze price_history")
-            size = conn.execute("select pg_size_pretty(pg_total_relation_size('price_history'))").fetchone()[0]
+            size = conn.execute("select pg_size_pretty(sum(pg_total_relation_size(inhrelid))) from pg_inherits"
+                                " where inhparent = 'price_history'::regclass").fetchone()[0]
             total = conn.execute("select count(*) from price_history").fetchone()[0]
         raw, path = statistics.median(raw_rates), statistics.median(path_rates)
-        print(f"offers table: {len(offer_ids):,} rows (PK, offers_due_idx, offers_product_id_idx)")
+        print(f"offers table: {len(offer_ids):,} rows (PK, unique (shop, kind, locator), product_id index;"
+              " fillfactor 70, HOT updates)")
         print(f"price_history: partitioned by month, PK (offer_id, observed_at), BRIN (observed_at); "
               f"{total:,} rows, {size} at the end")
         print(f"rows through each side: raw COPY {rows_a:,}, write path {rows_b:,} "

@@ -131,25 +131,16 @@ def catalog_status(conn: psycopg.Connection) -> list[dict[str, Any]]:
         return cur.execute(CATALOG_STATUS).fetchall()
 
 
-# Offers observed since `since` whose price, reference or availability differ from their
-# previous accepted observation (first observations count as changes from nothing).
+# What changed since `since`, from analytics.price_changes (maintained by the price_changes
+# asset: an offer's first observation counts as a change from nothing).
 RECENT_CHANGES = """
-select h.offer_id, s.name as shop, p.name as product, prev.price as before, h.price, h.reference_price,
-       h.availability
-from price_history h
-join offers o on o.id = h.offer_id
+select c.offer_id, s.name as shop, p.name as product, c.previous_price as before, c.price,
+       c.reference_price, c.availability
+from analytics.price_changes c
+join offers o on o.id = c.offer_id
 join shops s on s.id = o.shop_id
 join products p on p.id = o.product_id
-left join lateral (
-    select ph.price, ph.reference_price, ph.availability from price_history ph
-    where ph.offer_id = h.offer_id and ph.observed_at < h.observed_at and ph.status = 'accepted'
-    order by ph.observed_at desc limit 1
-) prev on true
-where h.observed_at >= %(since)s and h.status = 'accepted'
-  and (prev.price is null
-       or prev.price is distinct from h.price
-       or prev.reference_price is distinct from h.reference_price
-       or prev.availability is distinct from h.availability)
+where c.changed_at >= %(since)s
 order by s.name, p.name
 """
 
