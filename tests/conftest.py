@@ -91,3 +91,27 @@ def db_url(new_database, template_database: str) -> DatabaseUrl:
 def empty_db_url(new_database) -> DatabaseUrl:
     """A fresh database with no migrations applied."""
     return new_database()
+
+
+@pytest.fixture()
+def sim():
+    """The simulated marketplace (demo scenario), in-process on a free port."""
+    from smartbuy_pipeline.simulator.scenarios import demo_scenario
+    from smartbuy_pipeline.simulator.server import SimulatorServer
+
+    with SimulatorServer(demo_scenario()) as server:
+        yield server
+
+
+@pytest.fixture()
+def catalog(db_url, sim) -> dict:
+    """The demo catalog loaded into `db_url`, pointing at `sim`; shops unthrottled (politeness
+    is tested on its own)."""
+    from smartbuy_pipeline.db.catalog import upsert_catalog
+    from smartbuy_pipeline.simulator.scenarios import demo_scenario
+
+    rows = demo_scenario().catalog_rows(sim.base_url)
+    with psycopg.connect(db_url.url) as conn, conn.transaction():
+        upsert_catalog(conn, rows["shops"], rows["products"], rows["offers"])
+        conn.execute("update shops set min_interval_ms = 0, max_concurrent_requests = 8")
+    return rows

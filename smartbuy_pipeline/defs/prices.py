@@ -64,10 +64,15 @@ def shard_windows(context: dg.AssetExecutionContext) -> list[prices.ShardWindow]
     return windows
 
 
+def windows_start(windows: list[prices.ShardWindow]) -> datetime:
+    """Start of the earliest hour the run covers (a window's key is an hour or "first..last")."""
+    return min(HOURLY.time_window_for_partition_key(w.partition_key.split("..")[0]).start for w in windows)
+
+
 def _quality(database: Database, windows: list[prices.ShardWindow]) -> dg.AssetCheckResult:
     from smartbuy_pipeline.quality.price_checks import validate_observations
 
-    first_start = min(HOURLY.time_window_for_partition_key(w.partition_key.split("..")[0]).start for w in windows)
+    first_start = windows_start(windows)
     with psycopg.connect(database.database_url.url) as conn:
         rows = prices.observations_of_windows(conn, windows, first_start)
     frame = pd.DataFrame(rows, columns=list(prices.OBSERVATION_CHECK_COLUMNS))
@@ -138,18 +143,20 @@ def price_history(context: dg.AssetExecutionContext, config: PriceTrackingConfig
 
 def _observed_offers(context: dg.AssetExecutionContext, database: Database) -> tuple[list[int], datetime]:
     windows = shard_windows(context)
-    since = min(HOURLY.time_window_for_partition_key(w.partition_key.split("..")[0]).start for w in windows)
+    since = windows_start(windows)
     with psycopg.connect(database.database_url.url) as conn:
         return prices.offers_observed(conn, windows, since), since
 
 
+# The tables derived from a tracking run: same partitions, refreshed for the offers it observed.
+DERIVED_FROM_RUN = dict(
+    partitions_def=PRICE_PARTITIONS, backfill_policy=dg.BackfillPolicy.single_run(), deps=[price_history],
+    group_name="prices", kinds={"postgres"}, owners=["team:data"],
+)
+
+
 @dg.asset(
-    partitions_def=PRICE_PARTITIONS,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[price_history],
-    group_name="prices",
-    kinds={"postgres"},
-    owners=["team:data"],
+    **DERIVED_FROM_RUN,
     description="analytics.price_changes: only the observations where price, 'de' price or availability changed.",
 )
 def price_changes(context: dg.AssetExecutionContext, database: Database) -> dg.MaterializeResult:
@@ -162,12 +169,7 @@ def price_changes(context: dg.AssetExecutionContext, database: Database) -> dg.M
 
 
 @dg.asset(
-    partitions_def=PRICE_PARTITIONS,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[price_history],
-    group_name="prices",
-    kinds={"postgres"},
-    owners=["team:data"],
+    **DERIVED_FROM_RUN,
     description="analytics.offer_price_stats: current price, 30/90-day and all-time lows and medians, market median.",
 )
 def offer_price_stats(context: dg.AssetExecutionContext, database: Database) -> dg.MaterializeResult:

@@ -8,32 +8,14 @@ import dagster as dg
 import psycopg
 import pytest
 
-from smartbuy_pipeline.db.catalog import upsert_catalog
 from smartbuy_pipeline.definitions import defs
 from smartbuy_pipeline.defs.prices import SHARD_COUNT, Acquisition
 from smartbuy_pipeline.defs.resources import Database
-from smartbuy_pipeline.simulator.scenarios import demo_scenario
-from smartbuy_pipeline.simulator.server import SimulatorServer
 
 
 @pytest.fixture(scope="module")
 def definitions() -> dg.Definitions:
     return defs()
-
-
-@pytest.fixture()
-def sim():
-    with SimulatorServer(demo_scenario()) as server:
-        yield server
-
-
-@pytest.fixture()
-def catalog(db_url, sim):
-    rows = demo_scenario().catalog_rows(sim.base_url)
-    with psycopg.connect(db_url.url) as conn, conn.transaction():
-        upsert_catalog(conn, rows["shops"], rows["products"], rows["offers"])
-        conn.execute("update shops set min_interval_ms = 0, max_concurrent_requests = 8")
-    return rows
 
 
 @pytest.fixture()

@@ -5,33 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-import pytest
 
 from smartbuy_pipeline.acquisition.http import FetchSettings
 from smartbuy_pipeline.db import prices
-from smartbuy_pipeline.db.catalog import upsert_catalog
 from smartbuy_pipeline.simulator.scenarios import demo_scenario
-from smartbuy_pipeline.simulator.server import SimulatorServer
 from smartbuy_pipeline.tracking import TrackingSettings, track_window
 
 FAST = TrackingSettings(batch_size=10, parse_workers=1,
                         fetch=FetchSettings(backoff_base=0.01, backoff_cap=0.05, max_retries=1))
-
-
-@pytest.fixture()
-def sim():
-    with SimulatorServer(demo_scenario()) as server:
-        yield server
-
-
-@pytest.fixture()
-def catalog(db_url, sim):
-    rows = demo_scenario().catalog_rows(sim.base_url)
-    with psycopg.connect(db_url.url) as conn, conn.transaction():
-        upsert_catalog(conn, rows["shops"], rows["products"], rows["offers"])
-        # Politeness is exercised elsewhere; here the demo shops may go fast.
-        conn.execute("update shops set min_interval_ms = 0, max_concurrent_requests = 8")
-    return rows
 
 
 def window(hours_ahead: int = 1, shard: int = 0, count: int = 1) -> prices.ShardWindow:
