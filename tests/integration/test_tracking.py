@@ -135,3 +135,42 @@ def test_sigkill_mid_run_then_rerun_has_exact_counts(db_url, catalog, sim):
     observed = scalar(db_url, "select count(*) from price_history")
     failed = scalar(db_url, "select count(*) from offers where consecutive_failures > 0")
     assert observed + failed == n_offers
+
+
+def test_offers_wished_for_go_first(db_url, catalog):
+    with psycopg.connect(db_url.url) as conn:
+        # The last offer by id: without priority it would be in the last batch.
+        offer_id, product_id = conn.execute("select id, product_id from offers order by id desc limit 1").fetchone()
+        conn.execute("insert into auth.users (email) values ('ana@example.com')")  # trigger: household
+        household = conn.execute("select id from households").fetchone()[0]
+        conn.execute("insert into wishes (household_id, title, product_id) values (%s, 'quero', %s)",
+                     (household, product_id))
+        wished = conn.execute("select count(*) from offers where product_id = %s", (product_id,)).fetchone()[0]
+    report = track_window(db_url, window(), FAST, stop_after_batches=1)
+    assert report.priority_due == wished
+    checked = scalar(db_url, "select array_agg(id order by id) from offers where last_checked_at is not null")
+    assert offer_id in checked
+    assert scalar(db_url, "select count(*) from offers where product_id = %s and last_checked_at is null",
+                  (product_id,)) == 0
+
+
+def test_repeated_failures_back_the_offer_off(db_url, catalog, sim):
+    from smartbuy_pipeline.simulator.scenarios import Fault, FaultKind
+
+    key = "ideapad-3-casa-eletro"
+    offer_id = scalar(db_url, "select id from offers where locator like %s", (f"%/{key}",))
+    sim.set_faults(offer=key, faults=[Fault(FaultKind.SERVER_ERROR_BURST, count=1000)])
+    with psycopg.connect(db_url.url) as conn:
+        conn.execute("update offers set consecutive_failures = 4 where id = %s", (offer_id,))
+    track_window(db_url, window(), FAST)
+    with psycopg.connect(db_url.url) as conn:
+        failures, until, checked = conn.execute(
+            "select consecutive_failures, unhealthy_until, last_checked_at from offers where id = %s",
+            (offer_id,)).fetchone()
+    assert failures == 5
+    assert until == checked + timedelta(hours=1)  # 2^(5-5) hours after the 5th failure
+    # Due again by its check interval, but backed off: the next window skips it.
+    with psycopg.connect(db_url.url) as conn:
+        conn.execute("update offers set last_checked_at = last_checked_at - interval '2 hours'")
+    again = track_window(db_url, window(hours_ahead=1), FAST)
+    assert again.offers_due == len(catalog["offers"]) - 1
