@@ -2,49 +2,21 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import subprocess
 import sys
-import warnings
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from smartbuy_pipeline.db.engine import DatabaseConfigError
-from smartbuy_pipeline.db.migrations import MigrationError
-
-# Dagster flags parameters it still calls beta (e.g. backfill_policy) on every import: noise
-# for someone running the CLI, not something they can act on.
-warnings.filterwarnings("ignore", message=r".*is currently in beta.*")
+from smartbuy_pipeline.cli_ops import ops_app
+from smartbuy_pipeline.cli_support import console, one_line_errors
 
 app = typer.Typer(help="SmartBuy price-intelligence pipeline.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-
-console = Console()
-err_console = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable)
-
-# Errors whose message is already one line meant for a person; anything else is a bug and
-# keeps its traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (DatabaseConfigError, MigrationError, ValueError, FileNotFoundError)
-
-
-def one_line_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except USER_ERRORS as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
+app.add_typer(ops_app, name="ops")
 
 
 @db_app.command("migrate")

@@ -1,25 +1,51 @@
 """`smartbuy demo`: the main job once, end to end, on the configured (default: embedded) database.
 
 Steps: start the database, apply migrations, start the simulated marketplace, load its demo
-catalog through the Dagster job (so the run shows in the UI later), fetch every offer once
-through the real acquisition path, and print what the catalog and the prices look like.
+catalog through the Dagster job (so the run shows in the UI later); on the first run, load the
+simulator's scripted past (`simulator/history.py`) so there is history to judge; then one hourly
+price-tracking run per shard (real HTTP fetches) and a risk-score refresh, and print the
+catalog, what changed, the risk buckets and the reasons behind the scripted ciladas.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from smartbuy_pipeline.cli_support import QUIET_RUN_CONFIG
 from smartbuy_pipeline.db.catalog import catalog_status, recent_changes
 from smartbuy_pipeline.db.migrations import migrate
+from smartbuy_pipeline.db.risk import risk_summary
 from smartbuy_pipeline.runtime import prepare_environment
 
 
-# The demo prints its own summary; full run logs stay in the Dagster UI (`make ui`).
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+HISTORY_DAYS = 120
+
+
+def seed_simulated_history(conn: psycopg.Connection, scenario, base_url: str, now: datetime) -> int:
+    """Load the scripted past once (skipped when it is already there); returns rows loaded."""
+    from smartbuy_pipeline.db.prices import PRICE_HISTORY_COLUMNS
+    from smartbuy_pipeline.simulator.history import SIMULATED_RUN_KEY, history_rows
+
+    if conn.execute("select exists (select 1 from price_history where run_key = %s)",
+                    (SIMULATED_RUN_KEY,)).fetchone()[0]:
+        return 0
+    ids = {(domain, locator): oid for oid, domain, locator in conn.execute(
+        "select o.id, s.domain, o.locator from offers o join shops s on s.id = o.shop_id")}
+    offer_ids = {o["offer_key"]: ids[(o["shop_domain"], o["locator"])]
+                 for o in scenario.catalog_rows(base_url)["offers"]}
+    start = (now - timedelta(days=HISTORY_DAYS)).replace(minute=0, second=0, microsecond=0)
+    end = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    conn.execute("select fn_ensure_price_history_partitions(%s::date, 6)", (start.date(),))
+    rows = 0
+    with conn.cursor().copy(f"copy price_history ({', '.join(PRICE_HISTORY_COLUMNS)}) from stdin") as copy:
+        for row in history_rows(scenario, offer_ids, start, end):
+            copy.write_row(row)
+            rows += 1
+    return rows
 
 
 def run_demo(console: Console, *, simulator_port: int) -> None:
@@ -42,12 +68,17 @@ def run_demo(console: Console, *, simulator_port: int) -> None:
             result = job.execute_in_process(
                 instance=instance,
                 run_config={"ops": {"load_demo_catalog": {"config": {"simulator_url": sim.base_url}}},
-                            **QUIET},
+                            **QUIET_RUN_CONFIG},
                 tags={"smartbuy/actor": "demo"},
             )
         if not result.success:
             raise RuntimeError("the seed_demo_catalog run failed; see the Dagster UI (`make ui`)")
         console.print(f"[bold]run[/] seed_demo_catalog {result.run_id} succeeded")
+        with psycopg.connect(env.database_url.url) as conn:
+            loaded = seed_simulated_history(conn, demo_scenario(), sim.base_url, datetime.now(UTC))
+        if loaded:
+            console.print(f"[bold]history[/] loaded {loaded:,} observations of the simulator's last "
+                          f"{HISTORY_DAYS} days (run_key 'simulated-history')")
 
         hour = datetime.now(UTC).strftime("%Y-%m-%d-%H:00")
         tracking = defs().resolve_job_def("price_tracking")
@@ -56,7 +87,7 @@ def run_demo(console: Console, *, simulator_port: int) -> None:
             for shard in SHARDS.get_partition_keys():
                 run = tracking.execute_in_process(
                     instance=instance, partition_key=dg.MultiPartitionKey({"hour": hour, "shard": shard}),
-                    run_config=QUIET,
+                    run_config=QUIET_RUN_CONFIG,
                     tags={"smartbuy/actor": "demo"}, raise_on_error=False,
                 )
                 meta = {k: v.value for m in run.asset_materializations_for_node("price_history")
@@ -67,11 +98,43 @@ def run_demo(console: Console, *, simulator_port: int) -> None:
                     + f", {meta.get('offers_processed', 0)} offers, {meta.get('observations', 0)} observations, "
                     f"{meta.get('changed', 0)} changed, {meta.get('failed', 0)} failed"
                 )
+        with dg.DagsterInstance.get() as instance:
+            risk = defs().resolve_job_def("risk_scores_refresh").execute_in_process(
+                instance=instance, run_config=QUIET_RUN_CONFIG, tags={"smartbuy/actor": "demo"},
+                raise_on_error=False)
+        meta = {k: v.value for m in risk.asset_materializations_for_node("risk_scores") for k, v in m.metadata.items()}
+        console.print("[bold]run[/] risk_scores_refresh: " + ("[green]success[/]" if risk.success else "[red]failed[/]")
+                      + f", {meta.get('offers_scored', 0)} offers scored")
         with psycopg.connect(env.database_url.url) as conn:
             rows = catalog_status(conn)
             changes = recent_changes(conn, started)
+            distribution, reasons = risk_summary(conn)
     console.print(status_table(rows))
     console.print(changes_table(changes, started))
+    console.print(buckets_table(distribution))
+    console.print(reasons_table(reasons))
+
+
+def buckets_table(rows: list[dict]) -> Table:
+    table = Table(title="Risk buckets (A safe >= 80, B attention 60-79, C risk < 60)")
+    for col in ("bucket", "offers", "share"):
+        table.add_column(col, justify="right" if col != "bucket" else "center")
+    for r in rows:
+        table.add_row(r["bucket"], str(r["offers"]), f"{r['share_pct']}%")
+    return table
+
+
+def reasons_table(rows: list[dict]) -> Table:
+    table = Table(title="Why: the scripted ciladas and the genuine drop",
+                  caption="The Black Friday fakes are raised ~25% from 2026-10-23 and show the inflated "
+                          "'de' price from 2026-11-27 03:00 UTC; before that they are not yet a fake discount.")
+    for col, justify in (("offer", "left"), ("shop", "left"), ("score", "right"), ("reason", "left"),
+                         ("penalty", "right"), ("message", "left")):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        table.add_row(r["label"], r["shop"], f"{r['score']} {r['bucket']}", r["code"] or "-",
+                      "" if r["penalty"] is None else str(r["penalty"]), r["message"] or "")
+    return table
 
 
 def changes_table(rows: list[dict], since: datetime) -> Table:
