@@ -13,7 +13,7 @@ EXPECTED = {
     "assets": ["offer_price_stats", "price_changes", "price_daily", "price_history", "risk_scores"],
     "asset_checks": ["price_history:observations_quality", "price_history:offers_checked_recently"],
     "jobs": ["check_risk", "price_daily_rollup", "price_tracking", "risk_scores_refresh", "seed_demo_catalog"],
-    "schedules": ["price_daily_after_midnight", "price_tracking_hourly"],
+    "schedules": ["price_daily_after_midnight", "price_tracking_hourly", "risk_scores_hourly"],
     "sensors": [],
     "resources": ["acquisition", "database"],
 }

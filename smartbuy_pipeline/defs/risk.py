@@ -1,8 +1,8 @@
 """Anti-cilada risk scores: the `risk_scores` asset, its refresh job, and the ops job Check Risk.
 
 Thin: the selection, loading, scoring and write path live in `smartbuy_pipeline.db.risk`; the
-model in `smartbuy_pipeline.domain.risk` (docs/risk.md). Scheduling is left to the caller: the
-`risk_scores_refresh` job can be put on a schedule or after `price_tracking`.
+model in `smartbuy_pipeline.domain.risk` (docs/risk.md). `risk_scores_hourly` rescores the offers
+that changed, half an hour after each hourly price-tracking tick.
 """
 
 from datetime import UTC, datetime
@@ -83,6 +83,11 @@ risk_scores_refresh_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(risk_scores),
     description="Rescore offers changed since their last risk score (config full=true: all).",
     tags={"smartbuy/kind": "risk"},
+)
+
+risk_scores_schedule = dg.ScheduleDefinition(
+    name="risk_scores_hourly", job=risk_scores_refresh_job, cron_schedule="30 * * * *",
+    execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
 
