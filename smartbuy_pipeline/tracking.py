@@ -57,6 +57,21 @@ class TrackingReport:
     latencies: list[float] = field(default_factory=list)
     failures_sample: list[str] = field(default_factory=list)  # "offer 12: http_5xx: ..." (first few)
 
+    COUNTS = ("offers_due", "priority_due", "processed", "observations", "changed", "quarantined",
+              "not_modified", "failed", "batches")
+
+    @classmethod
+    def combine(cls, reports: list["TrackingReport"], *, duration_s: float) -> "TrackingReport":
+        """One report for a run that tracked several shard windows."""
+        total = cls(partition_key=",".join(r.partition_key for r in reports), shard=-1, duration_s=duration_s)
+        for r in reports:
+            for attr in cls.COUNTS:
+                setattr(total, attr, getattr(total, attr) + getattr(r, attr))
+            total.failed_by_reason.update(r.failed_by_reason)
+            total.latencies.extend(r.latencies)
+            total.failures_sample.extend(r.failures_sample)
+        return total
+
     def percentile(self, q: float) -> float:
         if not self.latencies:
             return 0.0

@@ -125,17 +125,9 @@ def price_history(context: dg.AssetExecutionContext, config: PriceTrackingConfig
         raise  # transient database trouble: the RetryPolicy re-runs; committed batches are kept
     except Exception as exc:  # a bug or bad data: retrying will not help
         raise dg.Failure(description=f"price tracking failed: {exc}", allow_retries=False) from exc
-    for report in reports:
-        for line in report.failures_sample:
-            context.log.warning(line)
-    total = TrackingReport(partition_key=",".join(w.partition_key for w in windows), shard=-1)
-    for r in reports:
-        for attr in ("offers_due", "priority_due", "processed", "observations", "changed", "quarantined",
-                     "not_modified", "failed", "batches"):
-            setattr(total, attr, getattr(total, attr) + getattr(r, attr))
-        total.failed_by_reason.update(r.failed_by_reason)
-        total.latencies.extend(r.latencies)
-    total.duration_s = (datetime.now(UTC) - started).total_seconds()
+    total = TrackingReport.combine(reports, duration_s=(datetime.now(UTC) - started).total_seconds())
+    for line in total.failures_sample:  # each failure names the offer, the reason and the URL
+        context.log.warning(line)
     yield dg.MaterializeResult(metadata={"dagster/row_count": total.observations, **total.metadata()})
     yield _quality(database, windows)
     yield _staleness(database)
