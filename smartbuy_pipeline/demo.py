@@ -45,7 +45,18 @@ def seed_simulated_history(conn: psycopg.Connection, scenario, base_url: str, no
         for row in history_rows(scenario, offer_ids, start, end):
             copy.write_row(row)
             rows += 1
+    # The offers' current state is the last scripted observation, as if we had tracked them.
+    conn.execute(SEED_CURRENT_STATE_FROM_HISTORY, {"run_key": SIMULATED_RUN_KEY})
     return rows
+
+
+SEED_CURRENT_STATE_FROM_HISTORY = """
+update offers o set price = coalesce(h.price, o.price), reference_price = h.reference_price, freight = h.freight,
+       currency = h.currency, availability = h.availability, last_changed_at = h.observed_at
+from (select distinct on (offer_id) offer_id, observed_at, price, reference_price, freight, currency, availability
+      from price_history where run_key = %(run_key)s order by offer_id, observed_at desc) h
+where o.id = h.offer_id
+"""
 
 
 def run_demo(console: Console, *, simulator_port: int) -> None:
