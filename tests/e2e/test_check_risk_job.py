@@ -9,22 +9,10 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from smartbuy_pipeline.definitions import defs
 from smartbuy_pipeline.defs.resources import Database
 from smartbuy_pipeline.defs.risk import actor_of
 from smartbuy_pipeline.simulator import scenarios as S
 from tests.integration.test_risk_scores import NOW, load_demo, materialize
-
-
-@pytest.fixture(scope="module")
-def definitions() -> dg.Definitions:
-    return defs()
-
-
-@pytest.fixture()
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
 
 
 @pytest.fixture()

@@ -6,22 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import psycopg
-import pytest
 
-from smartbuy_pipeline.definitions import defs
 from smartbuy_pipeline.defs.prices import SHARD_COUNT, Acquisition
 from smartbuy_pipeline.defs.resources import Database
-
-
-@pytest.fixture(scope="module")
-def definitions() -> dg.Definitions:
-    return defs()
-
-
-@pytest.fixture()
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
 
 
 def resources(db_url) -> dict:
