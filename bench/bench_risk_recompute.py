@@ -11,14 +11,17 @@ sizes and times, in the same run:
              from price_history where <same window> group by offer_id   (server-side only)
   recompute  db.risk.refresh_risk_scores(full=False): every offer is "changed" (never scored),
              context + market in one query, history in chunks of 100k offers (one binary COPY
-             each, decoded with numpy), the vectorized model, one COPY per chunk into a staging
-             table, one upsert + one history insert; committed.
+             each, decoded with numpy, read ahead on a 2nd connection), the vectorized model,
+             per chunk one COPY into a chunk table + upsert + history insert (on a writer
+             thread, overlapping the next chunk's scoring); committed.
 
 and offers/s, peak RSS of this process, and the ratio recompute / baseline; then the steady
 state: 1 % of the offers (sparse ids) changed since their score, rescored the same way.
 
-Run: .venv/bin/python bench/bench_risk_recompute.py [n_offers] [days] [--keep]
-     (default 1000000 90; --keep leaves the database for a re-run with SMARTBUY_BENCH_REUSE=name)
+Run: .venv/bin/python bench/bench_risk_recompute.py [n_offers] [days] [--keep] [--reuse NAME]
+     (default 1000000 90; --keep leaves the database for a re-run with --reuse NAME or
+     SMARTBUY_BENCH_REUSE=NAME, which skips the ~6 min generation and never drops it; the
+     re-run truncates the score tables first, so every run starts from "never scored")
 """
 
 from __future__ import annotations
@@ -150,13 +153,20 @@ def generate(url: DatabaseUrl, n: int, days: int, now: datetime) -> None:
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    keep = "--keep" in sys.argv
+    argv = sys.argv[1:]
+    reuse = os.environ.get("SMARTBUY_BENCH_REUSE")
+    if "--reuse" in argv:
+        at = argv.index("--reuse")
+        if at + 1 >= len(argv):
+            sys.exit("--reuse needs a database name")
+        reuse = argv[at + 1]
+        del argv[at:at + 2]
+    args = [a for a in argv if not a.startswith("--")]
+    keep = "--keep" in argv
     n = int(args[0]) if args else 1_000_000
     days = int(args[1]) if len(args) > 1 else 90
     now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
     admin = DatabaseUrl.parse(os.environ.get(BENCH_URL_ENV, DEFAULT_URL), source=BENCH_URL_ENV)
-    reuse = os.environ.get("SMARTBUY_BENCH_REUSE")
     name = reuse or f"smartbuy_bench_risk_{os.getpid()}"
     url = admin.with_database(name)
     if not reuse:
@@ -206,8 +216,8 @@ def main() -> None:
               f"{run.scored / recompute_s:,.0f} offers/s")
         print(f"  context + market {run.context_s:.1f} s; history read {run.load_s:.1f} s (binary COPY + "
               f"decode, summed over chunks, read ahead on a 2nd connection); score {run.score_s:.1f} s; "
-              f"write {run.write_s:.1f} s (COPY to stage {run.write_s - run.apply_s:.1f} s + "
-              f"upsert/history {run.apply_s:.1f} s)")
+              f"write {run.write_s:.1f} s (COPY text + COPY {run.write_s - run.apply_s:.1f} s + "
+              f"upsert/history {run.apply_s:.1f} s; on a writer thread, overlapping scoring)")
         print(f"  buckets A {run.bucket_a:,} / B {run.bucket_b:,} / C {run.bucket_c:,}; "
               f"history rows {run.history_rows:,}")
         print(f"ratio recompute / baseline: {recompute_s / baseline_s:.1f}x")
@@ -221,7 +231,7 @@ def main() -> None:
             with psycopg.connect(admin.url, autocommit=True) as conn:
                 conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
         elif keep:
-            print(f"kept database {name} (SMARTBUY_BENCH_REUSE={name} to re-run without generating)")
+            print(f"kept database {name} (--reuse {name} to re-run without generating)")
 
 
 if __name__ == "__main__":

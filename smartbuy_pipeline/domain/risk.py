@@ -1031,6 +1031,8 @@ def score_offers(
     features: pd.DataFrame,
     config: RiskConfig = DEFAULT_CONFIG,
     signals: pd.DataFrame | None = None,
+    *,
+    json_text: bool = False,
 ) -> pd.DataFrame:
     """score = clamp(100 - sum(penalties) + bonuses, 0, 100); A >= 80, B 60-79, C < 60.
 
@@ -1038,6 +1040,11 @@ def score_offers(
     `good_deal_max_penalty`. Returns offer_id, score, bucket, reasons (list of
     {code, message, penalty, evidence}, penalty desc then code), inputs (dict), confidence
     ("high" | "low"), model_version.
+
+    `json_text`: reasons and inputs as compact JSON text instead (exactly
+    ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` of the objects), for a
+    writer that stores them as jsonb: the inputs text is assembled column-wise, without a dict
+    per offer.
     """
     cfg = config
     sig = compute_signals(features, cfg) if signals is None else signals
@@ -1069,7 +1076,12 @@ def score_offers(
     age = features["last_good_age_hours"].to_numpy(dtype=float)
     low_conf = ~(age <= cfg.stale_hours) | (
         features["history_days"].to_numpy(dtype=float) < cfg.low_confidence_history_days)
-    inputs = _inputs(features)
+    if json_text:
+        dumps = _JSON.encode
+        reasons = [dumps(r) if r else "[]" for r in reasons]
+        inputs: list[Any] = _inputs_json(features)
+    else:
+        inputs = _inputs(features)
     return pd.DataFrame({
         "offer_id": offer_ids,
         "score": score,
@@ -1098,6 +1110,45 @@ def _inputs(f: pd.DataFrame) -> list[dict[str, Any]]:
     return [dict(zip(names, row)) for row in zip(*(cols[k] for k in names))]
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _json_floats(values: np.ndarray, nan: str) -> list[str]:
+    """Floats as json.dumps writes them (float repr; Infinity / -Infinity), NaN as `nan`."""
+    out = list(map(float.__repr__, values.tolist()))
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return out
+    arr = np.array(out, dtype=object)
+    arr[np.isnan(values)] = nan
+    arr[values == np.inf] = "Infinity"
+    arr[values == -np.inf] = "-Infinity"
+    return arr.tolist()
+
+
+def _json_scalars(values: list[Any]) -> list[str]:
+    """Scalars of one type (ints, bools) as json.dumps writes them."""
+    text = {v: _JSON.encode(v) for v in set(values)}
+    return [text[v] for v in values]
+
+
+def _inputs_json(f: pd.DataFrame) -> list[str]:
+    """_inputs(f) as JSON text, column by column: the same text as encoding each dict."""
+    cols: dict[str, list[str]] = {}
+    for c in _INPUT_CENTS:
+        cols[c] = ["null" if x is None else f'"{x}"'
+                   for x in _decimal_strs(f[c].to_numpy(dtype=np.int64))]
+    for c in _INPUT_RATIOS:
+        cols[c] = _json_floats(np.round(f[c].to_numpy(dtype=float), 4), "null")
+    cols["market_shops"] = _json_scalars(f["market_shops"].to_numpy().tolist())
+    cols["history_days"] = _json_floats(np.round(f["history_days"].to_numpy(dtype=float), 2), "NaN")
+    cols["reference_charged_365d"] = _json_scalars(
+        f["reference_charged_365d"].to_numpy(dtype=bool).tolist())
+    cols["reputation_score"] = _json_floats(f["reputation_score"].to_numpy(dtype=float), "null")
+    template = "{" + ",".join(f"{_JSON.encode(k)}:%s" for k in cols) + "}"
+    return [template % row for row in zip(*cols.values())]
+
+
 def score_history(
     history: pd.DataFrame,
     offers: pd.DataFrame,
@@ -1105,7 +1156,8 @@ def score_history(
     *,
     now: datetime,
     config: RiskConfig = DEFAULT_CONFIG,
+    json_text: bool = False,
 ) -> pd.DataFrame:
-    """compute_features -> signals -> score_offers, in one call."""
+    """compute_features -> signals -> score_offers, in one call (`json_text`: see score_offers)."""
     feats = compute_features(history, offers, market, now=now, config=config)
-    return score_offers(feats, config)
+    return score_offers(feats, config, json_text=json_text)

@@ -225,3 +225,36 @@ def test_history_is_read_in_chunks_with_the_same_result(demo_db):
     assert history["price"].dtype == "int64" and str(history["observed_at"].dt.tz) == "UTC"
     assert history["offer_id"].is_monotonic_increasing
     assert history["observed_at"].max() <= NOW
+
+
+def test_chunks_written_on_a_thread_equal_one_chunk_written_in_line(demo_db):
+    """score_and_write with read-ahead and small chunks (each chunk COPYed and applied by the
+    writer thread while the next is scored) writes the same rows as one chunk in line."""
+    url, ids = demo_db
+    all_ids = sorted(ids.values())
+    cols = "offer_id, score, bucket, reasons, inputs, model_version, computed_at"
+
+    def snapshot(conn):
+        return (conn.execute(f"select {cols} from offer_risk_scores order by offer_id").fetchall(),
+                conn.execute(f"select {cols} from offer_risk_score_history order by offer_id, id")
+                .fetchall())
+
+    with psycopg.connect(url.url) as conn, conn.transaction():
+        one = risk_db.score_and_write(conn, all_ids, now=NOW)
+        inline = snapshot(conn)
+        raise psycopg.Rollback()
+    with psycopg.connect(url.url) as conn:
+        with conn.transaction():
+            threaded = risk_db.score_and_write(conn, all_ids, now=NOW, chunk_offers=3,
+                                               connect=lambda: psycopg.connect(url.url))
+            assert snapshot(conn) == inline
+        # a second pass: nothing changed, so no history rows; computed_at moves
+        with conn.transaction():
+            again = risk_db.score_and_write(conn, all_ids, now=NOW + timedelta(hours=1),
+                                            chunk_offers=4, connect=lambda: psycopg.connect(url.url))
+            scores, history = snapshot(conn)
+    assert (threaded.scored, threaded.history_rows, threaded.first_scores) == (
+        one.scored, one.history_rows, one.first_scores) == (len(all_ids), len(all_ids), len(all_ids))
+    assert (again.scored, again.history_rows, again.flips, again.first_scores) == (len(all_ids), 0, 0, 0)
+    assert {r[6] for r in scores} == {NOW + timedelta(hours=1)}
+    assert history == inline[1]

@@ -239,6 +239,25 @@ def test_scores_are_json_serialisable_and_match_the_db_bucket_rule(scenario_scor
     assert inputs["current_price"] == "2754.05" and inputs["current_reference_price"] == "4349.00"
 
 
+def test_json_text_is_exactly_the_encoded_reasons_and_inputs(demo, demo_offers):
+    """score_offers(json_text=True) (the database writer's form) = the objects, encoded."""
+    hist = sim_history(demo, SCENARIO_KEYS)
+    sel = demo_offers[demo_offers.offer_id.isin(SCENARIO_KEYS)].reset_index(drop=True)
+    f = feats(hist, sel, market_figures(demo_offers))
+    # odd figures too: NaN ratios and reputation, an infinite ratio, a float history span
+    f.loc[0, "cv_30d"] = np.inf
+    f.loc[1, "reputation_score"] = np.nan
+    f.loc[2, "real_discount"] = -0.0
+    objs = R.score_offers(f, CFG)
+    text = R.score_offers(f, CFG, json_text=True)
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    assert list(text["reasons"]) == [dumps(r) for r in objs["reasons"]]
+    assert list(text["inputs"]) == [dumps(i) for i in objs["inputs"]]
+    assert any(r != "[]" for r in text["reasons"])
+    pd.testing.assert_frame_equal(objs.drop(columns=["reasons", "inputs"]),
+                                  text.drop(columns=["reasons", "inputs"]))
+
+
 # ----------------------------------------------------------------------------------------------
 # vectorization
 
