@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 
 from smartbuy_pipeline.acquisition.http import FetchEngine, FetchSettings, ParsePool
-from smartbuy_pipeline.acquisition.sources import Acquired, FeedState, ShopTarget, acquire
+from smartbuy_pipeline.acquisition.sources import Acquired, FeedCache, FeedState, ShopTarget, acquire
 from smartbuy_pipeline.db import prices
 from smartbuy_pipeline.db.engine import DatabaseUrl
 from smartbuy_pipeline.domain.types import FetchFailure, Observation, ObservationStatus
@@ -113,12 +115,66 @@ def _tally(report: TrackingReport, batch: list[Acquired], targets: dict) -> None
             report.not_modified += 1
 
 
+@dataclass
+class _BatchLoop:
+    """The batches of one shard window: keyset over due offers, phase by phase."""
+
+    conn: psycopg.Connection
+    window: prices.ShardWindow
+    settings: TrackingSettings
+    engine: FetchEngine
+    pool: ParsePool
+    feed_cache: FeedCache  # each shop's feed is downloaded once per run
+    report: TrackingReport
+    log: Callable[[str], None]
+    shops: dict[int, ShopTarget] = field(default_factory=dict)
+
+    async def phases(self, progress: prices.Progress, now_fn: Callable[[], datetime],
+                     stop_after_batches: int | None) -> bool:
+        """Run every remaining batch; False when stopped early (`stop_after_batches`)."""
+        for phase in prices.PHASES[prices.PHASES.index(progress.phase):]:
+            after = progress.last_offer_id if phase == progress.phase else 0
+            if phase != progress.phase:
+                prices.advance_phase(self.conn, self.window, phase)
+            while (after := await self.batch(phase, after, now_fn())) is not None:
+                if stop_after_batches is not None and self.report.batches >= stop_after_batches:
+                    return False
+        return True
+
+    async def batch(self, phase: str, after: int, now: datetime) -> int | None:
+        """Fetch and commit the next batch; its last offer id, or None when nothing is due."""
+        targets = prices.due_offers(self.conn, self.window, phase=phase, after=after,
+                                    limit=self.settings.batch_size, now=now)
+        if not targets:
+            return None
+        missing = {t.shop_id for t in targets} - self.shops.keys()
+        if missing:
+            self.shops.update(prices.load_shops(self.conn, missing))
+        feed_states: list[FeedState] = []
+        started = time.monotonic()
+        batch = [a async for a in acquire(targets, self.shops, engine=self.engine, pool=self.pool, now=now,
+                                          feed_states=feed_states, feed_cache=self.feed_cache)]
+        last = targets[-1].offer_id
+        with self.conn.transaction():
+            result = prices.record_batch(
+                self.conn, batch, window=self.window, phase=phase, last_offer_id=last,
+                currency_of={t.offer_id: self.shops[t.shop_id].currency for t in targets},
+                feed_states=feed_states,
+            )
+        _tally(self.report, batch, {t.offer_id: t for t in targets})
+        self.report.processed += len(batch)
+        self.report.batches += 1
+        self.log(f"batch {self.report.batches} ({phase}): {len(batch)} offers up to id {last} in "
+                 f"{time.monotonic() - started:.1f}s; "
+                 + ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())))
+        return last
+
+
 async def _track(url: DatabaseUrl, window: prices.ShardWindow, settings: TrackingSettings,
                  log: Callable[[str], None], now_fn: Callable[[], datetime],
                  stop_after_batches: int | None) -> TrackingReport:
     report = TrackingReport(window.partition_key, window.shard)
     started = time.monotonic()
-    shops: dict[int, ShopTarget] = {}
     with psycopg.connect(url.url, application_name="smartbuy-tracking") as conn:
         conn.autocommit = True
         prices.ensure_partitions(conn, now_fn())
@@ -128,40 +184,12 @@ async def _track(url: DatabaseUrl, window: prices.ShardWindow, settings: Trackin
             f"{report.offers_due} offers due ({report.priority_due} referenced by alerts or wishes)"
             + (f"; resuming after offer {progress.last_offer_id} ({progress.phase})" if progress.last_offer_id else ""))
         async with FetchEngine(settings.fetch) as engine, ParsePool(settings.parse_workers) as pool:
-            for phase in prices.PHASES[prices.PHASES.index(progress.phase):]:
-                after = progress.last_offer_id if phase == progress.phase else 0
-                if phase != progress.phase:
-                    prices.advance_phase(conn, window, phase)
-                while True:
-                    now = now_fn()
-                    targets = prices.due_offers(conn, window, phase=phase, after=after,
-                                                limit=settings.batch_size, now=now)
-                    if not targets:
-                        break
-                    missing = {t.shop_id for t in targets} - shops.keys()
-                    if missing:
-                        shops.update(prices.load_shops(conn, missing))
-                    feed_states: list[FeedState] = []
-                    batch_started = time.monotonic()
-                    batch = [a async for a in acquire(targets, shops, engine=engine, pool=pool, now=now,
-                                                      feed_states=feed_states)]
-                    after = targets[-1].offer_id
-                    with conn.transaction():
-                        result = prices.record_batch(
-                            conn, batch, window=window, phase=phase, last_offer_id=after,
-                            currency_of={t.offer_id: shops[t.shop_id].currency for t in targets},
-                            feed_states=feed_states,
-                        )
-                    by_id = {t.offer_id: t for t in targets}
-                    _tally(report, batch, by_id)
-                    report.processed += len(batch)
-                    report.batches += 1
-                    log(f"batch {report.batches} ({phase}): {len(batch)} offers up to id {after} in "
-                        f"{time.monotonic() - batch_started:.1f}s; "
-                        + ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())))
-                    if stop_after_batches is not None and report.batches >= stop_after_batches:
-                        report.duration_s = time.monotonic() - started
-                        return report
+            with tempfile.TemporaryDirectory(prefix="smartbuy-feeds-") as feed_dir:
+                run = _BatchLoop(conn, window, settings, engine, pool, FeedCache(Path(feed_dir)), report, log)
+                finished = await run.phases(progress, now_fn, stop_after_batches)
+        if not finished:
+            report.duration_s = time.monotonic() - started
+            return report
         prices.complete_progress(conn, window)
     report.duration_s = time.monotonic() - started
     return report

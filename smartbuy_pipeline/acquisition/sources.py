@@ -16,10 +16,11 @@ concerns. A 304 is `NotModified` (no parsing, no new observation).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
@@ -103,6 +104,18 @@ class FeedState:
     shop_id: int
     etag: str | None
     last_modified: str | None
+
+
+@dataclass
+class FeedCache:
+    """Feeds downloaded during one tracking run, by shop, so each is fetched once per run even
+    when the shop's offers are spread over many batches. The caller owns `directory`."""
+
+    directory: Path
+    downloads: dict[int, FetchResult] = field(default_factory=dict)
+
+    def path(self, shop_id: int) -> Path:
+        return self.directory / f"feed-{shop_id}"
 
 
 def _validate(target: OfferTarget, shop: ShopTarget, extracted: Extracted, observed_at: datetime,
@@ -226,8 +239,10 @@ async def acquire(
     pool: ParsePool,
     now: datetime | None = None,
     feed_states: list[FeedState] | None = None,
+    feed_cache: FeedCache | None = None,
 ) -> AsyncIterator[Acquired]:
-    """Yield one `Acquired` per target. `feed_states`, when given, receives feed validators."""
+    """Yield one `Acquired` per target. `feed_states`, when given, receives feed validators;
+    `feed_cache`, when given, keeps each shop's feed for the later batches of the same run."""
     now = now or datetime.now(timezone.utc)
     by_kind: dict[SourceKind, list[OfferTarget]] = defaultdict(list)
     for t in targets:
@@ -236,7 +251,7 @@ async def acquire(
     queue: asyncio.Queue[Acquired | None] = asyncio.Queue(maxsize=10_000)
     producers = [
         _pages(by_kind[SourceKind.PAGE], shops, engine, pool, now, queue),
-        _feeds(by_kind[SourceKind.MERCHANT_FEED], shops, engine, pool, now, queue, feed_states),
+        _feeds(by_kind[SourceKind.MERCHANT_FEED], shops, engine, pool, now, queue, feed_states, feed_cache),
         _items_api(by_kind[SourceKind.MARKETPLACE_API], shops, engine, now, queue),
     ]
     tasks = [asyncio.create_task(p) for p in producers]
@@ -298,20 +313,21 @@ async def _pages(targets: list[OfferTarget], shops: Mapping[int, ShopTarget], en
 
 
 async def _feeds(targets: list[OfferTarget], shops: Mapping[int, ShopTarget], engine: FetchEngine,
-                 pool: ParsePool, now: datetime, out: asyncio.Queue, feed_states: list[FeedState] | None) -> None:
+                 pool: ParsePool, now: datetime, out: asyncio.Queue, feed_states: list[FeedState] | None,
+                 feed_cache: FeedCache | None) -> None:
     by_shop: dict[int, list[OfferTarget]] = defaultdict(list)
     for t in targets:
         by_shop[t.shop_id].append(t)
     money: dict[tuple, Money] = {}  # Money instances shared by this run's feed observations
     await asyncio.gather(*(
-        _one_feed(shops[shop_id], offers, engine, pool, now, out, feed_states, money)
+        _one_feed(shops[shop_id], offers, engine, pool, now, out, feed_states, money, feed_cache)
         for shop_id, offers in by_shop.items()
     ))
 
 
 async def _one_feed(shop: ShopTarget, offers: list[OfferTarget], engine: FetchEngine, pool: ParsePool,
                     now: datetime, out: asyncio.Queue, feed_states: list[FeedState] | None,
-                    money: dict[tuple, Money] | None = None) -> None:
+                    money: dict[tuple, Money] | None = None, feed_cache: FeedCache | None = None) -> None:
     if not shop.feed_url:
         for t in offers:
             await out.put(Acquired(t.offer_id, FetchFailure(
@@ -323,14 +339,22 @@ async def _one_feed(shop: ShopTarget, offers: list[OfferTarget], engine: FetchEn
     # So the request is conditional only when every offer here carries the shop's feed version.
     version = (shop.feed_etag, shop.feed_last_modified)
     conditional = version != (None, None) and all((t.etag, t.last_modified) == version for t in offers)
-    with tempfile.TemporaryDirectory(prefix="smartbuy-feed-") as tmp:
-        path = Path(tmp) / "feed"
-        result = await engine.stream_to_file(
-            FetchRequest(key=("feed", shop.shop_id), url=shop.feed_url, policy=shop.policy,
-                         etag=shop.feed_etag if conditional else None,
-                         last_modified=shop.feed_last_modified if conditional else None, kind="feed"),
-            path,
-        )
+    with contextlib.ExitStack() as stack:
+        if feed_cache is not None and shop.shop_id in feed_cache.downloads:
+            # Already downloaded in this run (an earlier batch): parse the same file again.
+            result = feed_cache.downloads[shop.shop_id]
+            path = feed_cache.path(shop.shop_id)
+        else:
+            path = (feed_cache.path(shop.shop_id) if feed_cache is not None
+                    else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="smartbuy-feed-"))) / "feed")
+            result = await engine.stream_to_file(
+                FetchRequest(key=("feed", shop.shop_id), url=shop.feed_url, policy=shop.policy,
+                             etag=shop.feed_etag if conditional else None,
+                             last_modified=shop.feed_last_modified if conditional else None, kind="feed"),
+                path,
+            )
+            if feed_cache is not None and result.ok:
+                feed_cache.downloads[shop.shop_id] = result
         if feed_states is not None and (result.ok or result.not_modified):
             feed_states.append(FeedState(shop.shop_id, result.etag or shop.feed_etag,
                                          result.last_modified or shop.feed_last_modified))

@@ -174,3 +174,18 @@ def test_repeated_failures_back_the_offer_off(db_url, catalog, sim):
         conn.execute("update offers set last_checked_at = last_checked_at - interval '2 hours'")
     again = track_window(db_url, window(hours_ahead=1), FAST)
     assert again.offers_due == len(catalog["offers"]) - 1
+
+
+def test_a_shops_feed_is_downloaded_once_per_run_across_batches(db_url, catalog, sim):
+    scenario = demo_scenario()
+    feed_shop = next(s for s in scenario.shops if s.source_kind == "merchant_feed")
+    feed_offers = len(scenario.offers_of_shop(feed_shop.slug))
+    assert feed_offers > 2
+    sim.reset_stats()
+    small = TrackingSettings(batch_size=2, parse_workers=1, fetch=FAST.fetch)
+    report = track_window(db_url, window(), small)
+    assert report.processed == len(catalog["offers"])
+    # The feed's offers were spread over several batches of 2; the feed crossed the wire once.
+    assert sim.stats(feed_shop.slug)["requests"] == 1
+    assert scalar(db_url, "select count(*) from offers o join shops s on s.id = o.shop_id "
+                          "where s.feed_url is not null and o.last_checked_at is not null") == feed_offers
