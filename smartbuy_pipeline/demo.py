@@ -4,7 +4,8 @@ Steps: start the database, apply migrations, start the simulated marketplace, lo
 catalog through the Dagster job (so the run shows in the UI later); on the first run, load the
 simulator's scripted past (`simulator/history.py`) so there is history to judge; then one hourly
 price-tracking run per shard (real HTTP fetches) and a risk-score refresh, and print the
-catalog, what changed, the risk buckets and the reasons behind the scripted ciladas.
+catalog, what changed, the risk buckets and the reasons behind the scripted ciladas; last, a demo
+household's alerts are evaluated and delivered to a local inbox (`demo_alerts.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from smartbuy_pipeline.cli_support import QUIET_RUN_CONFIG
 from smartbuy_pipeline.db.catalog import catalog_status, recent_changes
 from smartbuy_pipeline.db.migrations import migrate
 from smartbuy_pipeline.db.risk import risk_summary
+from smartbuy_pipeline.demo_alerts import run_alerts_and_dispatch
 from smartbuy_pipeline.runtime import prepare_environment
 
 
@@ -124,6 +126,9 @@ def run_demo(console: Console, *, simulator_port: int) -> None:
     console.print(changes_table(changes, started))
     console.print(buckets_table(distribution))
     console.print(reasons_table(reasons))
+    # last: the household's alerts evaluated and delivered to a local webhook receiver and SMTP server
+    run_alerts_and_dispatch(console, env.database_url, demo_scenario(), instance_factory=dg.DagsterInstance.get,
+                            defs=defs(), quiet_config=QUIET_RUN_CONFIG)
 
 
 def buckets_table(rows: list[dict]) -> Table:

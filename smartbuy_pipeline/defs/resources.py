@@ -46,6 +46,12 @@ class Database(dg.ConfigurableResource):
 
 @dg.definitions
 def resources() -> dg.Definitions:
+    from smartbuy_pipeline.defs.notifications import Notifier, OpsAlerts
     from smartbuy_pipeline.defs.prices import Acquisition
 
-    return dg.Definitions(resources={"database": Database(url=dg.EnvVar(DATABASE_URL_ENV)), "acquisition": Acquisition()})
+    return dg.Definitions(resources={
+        "database": Database(url=dg.EnvVar(DATABASE_URL_ENV)),
+        "acquisition": Acquisition(),
+        "notifier": Notifier(),
+        "ops_alerts": OpsAlerts(),
+    })

@@ -501,6 +501,7 @@ def test_security_definer_functions_are_the_expected_few(conn):
     assert [r[0] for r in rows] == [
         "fn_ensure_price_history_partitions(date,integer)",
         "fn_handle_new_user()",
+        "fn_incomplete_signups(integer)",  # 0013: reads auth.users for the onboarding check
         "fn_is_household_member(uuid)",
     ]
 
@@ -517,9 +518,9 @@ def test_no_table_grants_to_public(conn):
 
 
 HOUSEHOLD_TABLES = ["profiles", "households", "household_members", "household_profiles", "wishes", "alerts",
-                    "notification_channels", "alert_events", "notification_deliveries"]
+                    "notification_channels", "alert_events", "notification_deliveries", "notification_attempts"]
 FORCED = {"household_profiles", "wishes", "alerts", "notification_channels", "alert_events",
-          "notification_deliveries"}
+          "notification_deliveries", "notification_attempts"}
 
 
 def test_rls_enabled_on_every_household_table(conn):
@@ -544,6 +545,25 @@ def test_deliveries_visible_through_their_event_household_only(conn, world):
         rows = c.execute("select d.id, e.household_id::text from notification_deliveries d"
                          " join alert_events e on e.id = d.event_id").fetchall()
         assert rows == [(world["rows_b"]["notification_deliveries"], world["hb"])]
+
+
+def test_delivery_attempts_visible_through_their_household_only_and_append_only(conn, world):
+    delivery_a = world["rows_a"]["notification_deliveries"]
+    delivery_b = world["rows_b"]["notification_deliveries"]
+    for delivery in (delivery_a, delivery_b):
+        conn.execute("insert into notification_attempts (delivery_id, attempt, outcome, status_code, error,"
+                     " started_at, finished_at, run_id) values (%s, 1, 'retry', 503, 'webhook: HTTP 503', now(), now(),"
+                     " 'r1')", (delivery,))
+    with as_user(conn, world["a"]) as c:
+        assert [r[0] for r in c.execute("select delivery_id from notification_attempts")] == [delivery_a]
+    for statement in ("update notification_attempts set error = 'x'", "delete from notification_attempts",
+                      "truncate notification_attempts"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            with conn.transaction():
+                conn.execute(statement)
+    # deleting a household (its deliveries cascade) still removes its attempts
+    conn.execute("delete from households where id = %s", (world["hb"],))
+    assert count(conn, "select count(*) from notification_attempts") == 1
 
 
 def test_policies_do_not_recurse(conn, world):
