@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from smartbuy_pipeline.cli_catalog import catalog_app
 from smartbuy_pipeline.cli_ops import ops_app
 from smartbuy_pipeline.cli_support import console, one_line_errors
 
@@ -17,6 +18,7 @@ app = typer.Typer(help="SmartBuy price-intelligence pipeline.", no_args_is_help=
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(ops_app, name="ops")
+app.add_typer(catalog_app, name="catalog")
 
 
 @db_app.command("migrate")

@@ -10,12 +10,17 @@ import dagster as dg
 from smartbuy_pipeline.definitions import defs
 
 EXPECTED = {
-    "assets": ["offer_price_stats", "price_changes", "price_daily", "price_history", "risk_scores"],
-    "asset_checks": ["price_history:observations_quality", "price_history:offers_checked_recently"],
-    "jobs": ["check_risk", "price_daily_rollup", "price_tracking", "risk_scores_refresh", "seed_demo_catalog"],
-    "schedules": ["price_daily_after_midnight", "price_tracking_hourly", "risk_scores_hourly"],
-    "sensors": [],
-    "resources": ["acquisition", "database"],
+    "assets": ["alert_candidates", "auth_users", "household_feed", "offer_price_stats", "price_changes", "price_daily",
+               "price_history", "risk_scores"],
+    "asset_checks": ["auth_users:signup_completed", "household_feed:feed_canary", "price_history:observations_quality",
+                     "price_history:offers_checked_recently"],
+    "jobs": ["alert_evaluation", "app_health_checks", "catalog_import", "check_risk", "deactivate_offer",
+             "dispatch_notifications", "price_daily_rollup", "price_tracking", "redrive_notifications",
+             "risk_scores_refresh", "seed_demo_catalog"],
+    "schedules": ["alert_candidates_every_15_min", "app_health_every_15_minutes", "price_daily_after_midnight",
+                  "price_tracking_hourly", "risk_scores_hourly"],
+    "sensors": ["alert_candidates_on_price_batch", "notification_dispatch", "ops_run_failure_alert"],
+    "resources": ["acquisition", "database", "notifier", "ops_alerts"],
 }
 
 
