@@ -1,0 +1,180 @@
+"""The batch write path (`db.prices.record_batch`): every outcome's rule, exact figures."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from smartbuy_pipeline.acquisition.sources import Acquired, NotModified
+from smartbuy_pipeline.db import prices
+from smartbuy_pipeline.domain.gtin import make_gtin13, normalize_gtin
+from smartbuy_pipeline.domain.types import (
+    Availability,
+    FailureReason,
+    FetchFailure,
+    Money,
+    Observation,
+    ObservationStatus,
+    SourceKind,
+)
+
+AT = datetime(2026, 11, 26, 10, 30, tzinfo=UTC)
+BEFORE = AT - timedelta(hours=1)
+WINDOW = prices.ShardWindow("2026-11-26-10:00", 0, 1, AT)
+STATE = ("price", "reference_price", "freight", "currency", "availability", "last_changed_at", "quarantined_price",
+         "etag", "last_modified", "last_checked_at", "last_success_at", "consecutive_failures",
+         "last_failure_reason", "unhealthy_until")
+
+
+def brl(amount: str) -> Money:
+    return Money(Decimal(amount), "BRL")
+
+
+@pytest.fixture()
+def conn(db_url) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(db_url.url, autocommit=True) as c:
+        c.execute("select fn_ensure_price_history_partitions('2026-10-01', 3)")
+        yield c
+
+
+@pytest.fixture()
+def offers(conn) -> list[int]:
+    """Six offers with the same known state: R$ 100.00 (ref 120.00), in stock, checked an hour ago."""
+    product = conn.execute("insert into products (gtin, name) values (%s, 'Cafeteira') returning id",
+                           (normalize_gtin(make_gtin13("789", 7)),)).fetchone()[0]
+    shop = conn.execute("insert into shops (name, domain) values ('Loja', 'loja.example') returning id").fetchone()[0]
+    return [conn.execute(
+        "insert into offers (product_id, shop_id, source_kind, locator, price, reference_price, currency,"
+        " availability, etag, last_modified, last_checked_at, last_success_at, last_changed_at,"
+        " consecutive_failures, last_failure_reason, quarantined_price, updated_at)"
+        " values (%s, %s, 'page', %s, 100.00, 120.00, 'BRL', 'in_stock', '\"old\"', 'Mon', %s, %s, %s,"
+        " %s, %s, %s, '2020-01-01T00:00:00Z') returning id",
+        (product, shop, f"https://loja.example/p/{i}", BEFORE, BEFORE, BEFORE,
+         4 if i == 5 else 0, "timeout" if i == 5 else None, Decimal("50.00") if i == 2 else None),
+    ).fetchone()[0] for i in range(6)]
+
+
+def state(conn, offer_id: int) -> dict:
+    row = conn.execute(f"select {', '.join(STATE)} from offers where id = %s", (offer_id,)).fetchone()
+    return dict(zip(STATE, row, strict=True))
+
+
+def observation(offer_id, price, reference=None, *, status=ObservationStatus.ACCEPTED,
+                availability=Availability.IN_STOCK, details=None) -> Observation:
+    return Observation(offer_id, AT, price, reference, None, availability, status, SourceKind.PAGE,
+                       details if details is not None else {"method": "jsonld"})
+
+
+def test_each_outcome_follows_its_rule(conn, offers):
+    changed, same, quarantined, out_of_stock, not_modified, failing = offers
+    batch = [
+        Acquired(changed, observation(changed, brl("89.90"), brl("120.00")), etag='"new"', last_modified=None),
+        Acquired(same, observation(same, brl("100.00"), brl("120.00")), etag='"old"', last_modified="Mon"),
+        Acquired(quarantined, observation(quarantined, brl("9.99"), status=ObservationStatus.QUARANTINED,
+                                          details={"method": "jsonld", "quarantine": {"reason": "drop"}}),
+                 etag='"q"'),
+        Acquired(out_of_stock, observation(out_of_stock, None, availability=Availability.OUT_OF_STOCK,
+                                           details={"method": "jsonld", "quotes": []})),
+        Acquired(not_modified, NotModified(not_modified, AT), etag='"nm"', last_modified="Tue"),
+        Acquired(failing, FetchFailure(failing, FailureReason.HTTP_5XX, "503", AT)),
+    ]
+    with conn.transaction():
+        now = conn.execute("select now()").fetchone()[0]
+        result = prices.record_batch(conn, batch, window=WINDOW, phase=prices.REST, last_offer_id=failing,
+                                     currency_of={o: "BRL" for o in offers})
+    assert result.observations == 4
+    assert result.counts == Counter({"accepted": 3, "quarantined": 1, "not_modified": 1, "failure": 1,
+                                     "failed_http_5xx": 1})
+    checked = {"last_checked_at": AT, "last_success_at": AT, "consecutive_failures": 0, "unhealthy_until": None,
+               "last_failure_reason": None}
+    assert state(conn, changed) == {**checked, "price": Decimal("89.90"), "reference_price": Decimal("120.00"),
+                                    "freight": None, "currency": "BRL", "availability": "in_stock",
+                                    "last_changed_at": AT, "quarantined_price": None, "etag": '"new"',
+                                    "last_modified": None}
+    assert state(conn, same) == {**checked, "price": Decimal("100.00"), "reference_price": Decimal("120.00"),
+                                 "freight": None, "currency": "BRL", "availability": "in_stock",
+                                 "last_changed_at": BEFORE, "quarantined_price": None, "etag": '"old"',
+                                 "last_modified": "Mon"}
+    # The published price stays; the suspicious one waits (replacing the one pending before).
+    assert state(conn, quarantined) == {**checked, "price": Decimal("100.00"), "reference_price": Decimal("120.00"),
+                                        "freight": None, "currency": "BRL", "availability": "in_stock",
+                                        "last_changed_at": BEFORE, "quarantined_price": Decimal("9.99"),
+                                        "etag": '"q"', "last_modified": None}
+    # Out of stock without a price: the last price and its reference stay, availability changes.
+    assert state(conn, out_of_stock) == {**checked, "price": Decimal("100.00"), "reference_price": Decimal("120.00"),
+                                         "freight": None, "currency": "BRL", "availability": "out_of_stock",
+                                         "last_changed_at": AT, "quarantined_price": None, "etag": None,
+                                         "last_modified": None}
+    assert state(conn, not_modified) == {**checked, "price": Decimal("100.00"), "reference_price": Decimal("120.00"),
+                                         "freight": None, "currency": "BRL", "availability": "in_stock",
+                                         "last_changed_at": BEFORE, "quarantined_price": None, "etag": '"nm"',
+                                         "last_modified": "Tue"}
+    # Fifth failure in a row: backed off 2^0 hours; validators and last success kept.
+    assert state(conn, failing) == {"price": Decimal("100.00"), "reference_price": Decimal("120.00"),
+                                    "freight": None, "currency": "BRL", "availability": "in_stock",
+                                    "last_changed_at": BEFORE, "quarantined_price": None, "etag": '"old"',
+                                    "last_modified": "Mon", "last_checked_at": AT, "last_success_at": BEFORE,
+                                    "consecutive_failures": 5, "last_failure_reason": "http_5xx",
+                                    "unhealthy_until": AT + timedelta(hours=1)}
+    # The write path sets updated_at itself (the trigger's WHEN clause then skips the function).
+    assert conn.execute("select count(*) from offers where updated_at = %s", (now,)).fetchone()[0] == 6
+    history = conn.execute("select offer_id, price, currency, reference_price, availability, status, source_kind,"
+                           " details, run_key from price_history order by offer_id").fetchall()
+    assert history == [
+        (changed, Decimal("89.90"), "BRL", Decimal("120.00"), "in_stock", "accepted", "page",
+         {"method": "jsonld"}, WINDOW.partition_key),
+        (same, Decimal("100.00"), "BRL", Decimal("120.00"), "in_stock", "accepted", "page",
+         {"method": "jsonld"}, WINDOW.partition_key),
+        (quarantined, Decimal("9.99"), "BRL", None, "in_stock", "quarantined", "page",
+         {"method": "jsonld", "quarantine": {"reason": "drop"}}, WINDOW.partition_key),
+        (out_of_stock, None, "BRL", None, "out_of_stock", "accepted", "page",
+         {"method": "jsonld", "quotes": []}, WINDOW.partition_key),
+    ]
+    progress = conn.execute("select phase, last_offer_id, batches, offers_done, counts from price_tracking_progress"
+                            " where partition_key = %s", (WINDOW.partition_key,)).fetchone()
+    assert progress == ("rest", failing, 1, 6, {"accepted": 3, "quarantined": 1, "not_modified": 1, "failure": 1,
+                                                "failed_http_5xx": 1})
+
+
+def test_a_replayed_batch_writes_nothing_twice(conn, offers):
+    batch = [Acquired(o, observation(o, brl("99.00"))) for o in offers]
+    with conn.transaction():
+        prices.record_batch(conn, batch, window=WINDOW, phase=prices.REST, last_offer_id=offers[-1], currency_of={})
+    before = conn.execute("select batches, offers_done from price_tracking_progress").fetchone()
+    # The same observations again (a replay that bypassed the due-offers query): the batch fails
+    # as a whole, so neither a duplicate observation nor a second checkpoint is committed.
+    with pytest.raises(errors.UniqueViolation), conn.transaction():
+        prices.record_batch(conn, batch, window=WINDOW, phase=prices.REST, last_offer_id=offers[-1], currency_of={})
+    assert conn.execute("select count(*), count(distinct offer_id) from price_history").fetchone() == (6, 6)
+    assert conn.execute("select batches, offers_done from price_tracking_progress").fetchone() == before == (1, 6)
+
+
+def test_the_updated_at_trigger_still_covers_every_other_writer(conn, offers):
+    offer = offers[0]
+    definition = conn.execute("select pg_get_triggerdef(oid) from pg_trigger where tgname = 'offers_set_updated_at'"
+                              ).fetchone()[0]
+    assert "WHEN ((new.updated_at IS DISTINCT FROM now()))" in definition
+    # An UPDATE that leaves updated_at alone, or writes another value, still gets now().
+    for sql in ("update offers set price = 101.00 where id = %s",
+                "update offers set price = 102.00, updated_at = '2021-01-01T00:00:00Z' where id = %s"):
+        with conn.transaction():
+            now = conn.execute("select now()").fetchone()[0]
+            conn.execute(sql, (offer,))
+            assert conn.execute("select updated_at from offers where id = %s", (offer,)).fetchone()[0] == now
+
+
+@pytest.mark.parametrize("details", [
+    {"method": "jsonld"}, {"method": "feed", "price_kind": "cash", "quotes": []}, {},
+    {"method": "jsonld", "quotes": [{"kind": "card", "amount": "10.00"}]}, {"a": 1}, {"a": True}, {1: "x"},
+    {True: "x"}, {"a": None}, {"a": "é\n\"q\""}, {"at": AT}, {"a": []}, {"a": ()},
+])
+def test_details_json_is_json_dumps(details):
+    for _ in range(2):  # computed, then memoized
+        assert prices._details_json(details) == json.dumps(details, default=str)
