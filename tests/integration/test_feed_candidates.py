@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 
 import psycopg
 import pytest
-from psycopg import errors, sql
+from psycopg import errors
 from psycopg.rows import dict_row
 
 from smartbuy_pipeline.domain.gtin import make_gtin13
+from tests.support import acting_as, sign_up
 
 pytestmark = pytest.mark.integration
 
@@ -31,23 +31,8 @@ def conn(db_url) -> Iterator[psycopg.Connection]:
         yield c
 
 
-@contextmanager
-def acting_as(conn: psycopg.Connection, role: str, user_id: str | None = None) -> Iterator[psycopg.Connection]:
-    """A rolled-back transaction run as `role`, with `user_id` as the JWT subject (as PostgREST)."""
-    with conn.transaction(force_rollback=True):
-        conn.execute(sql.SQL("set local role {}").format(sql.Identifier(role)))
-        if user_id is not None:
-            conn.execute("select set_config('request.jwt.claims', %s, true)",
-                         (json.dumps({"sub": user_id, "role": role}),))
-        yield conn
-
-
 def new_user(conn: psycopg.Connection, email: str) -> tuple[str, str]:
-    user_id = conn.execute("insert into auth.users (email) values (%s) returning id::text as id",
-                           (email,)).fetchone()["id"]
-    household_id = conn.execute("select household_id::text as h from household_members where user_id = %s",
-                                (user_id,)).fetchone()["h"]
-    return user_id, household_id
+    return sign_up(conn, email)
 
 
 def one(conn, query, params=()):

@@ -17,6 +17,7 @@ import pytest
 from smartbuy_pipeline.db import notifications as db
 from smartbuy_pipeline.notifications.dispatch import DispatchSettings, dispatch
 from smartbuy_pipeline.notifications.inbox import LocalInbox
+from tests.support import sign_up
 
 SECRET = "hmac-secret-do-not-log"
 NOW = datetime.now(UTC).replace(microsecond=0)  # latency is measured against the real clock
@@ -39,8 +40,7 @@ def connector(db_url):
 
 
 def household(conn, email: str) -> str:
-    user_id = conn.execute("insert into auth.users (email) values (%s) returning id", (email,)).fetchone()[0]
-    return str(conn.execute("select household_id from household_members where user_id = %s", (user_id,)).fetchone()[0])
+    return sign_up(conn, email)[1]
 
 
 def catalog(conn) -> tuple[int, int]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import psycopg
 import pytest
 from psycopg import errors, sql
+
+from tests.support import acting_as, sign_up
 
 pytestmark = pytest.mark.integration
 
@@ -27,31 +28,13 @@ def conn(db_url) -> Iterator[psycopg.Connection]:
         yield c
 
 
-@contextmanager
-def acting_as(conn: psycopg.Connection, role: str, user_id: str | None = None) -> Iterator[psycopg.Connection]:
-    """A rolled-back transaction run as `role` (with `user_id` as the JWT subject, if given)."""
-    with conn.transaction(force_rollback=True):
-        conn.execute(sql.SQL("set local role {}").format(sql.Identifier(role)))
-        if user_id is not None:
-            claims = json.dumps({"sub": user_id, "role": role})
-            conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
-        yield conn
-
-
 def as_user(conn: psycopg.Connection, user_id: str):
     return acting_as(conn, "authenticated", user_id)
 
 
 def new_user(conn: psycopg.Connection, email: str) -> tuple[str, str]:
     """Sign a user up (insert into auth.users); return (user_id, household_id)."""
-    user_id = conn.execute(
-        "insert into auth.users (email, raw_user_meta_data) values (%s, %s) returning id::text",
-        (email, json.dumps({"full_name": email.split("@")[0].title()})),
-    ).fetchone()[0]
-    household_id = conn.execute(
-        "select household_id::text from household_members where user_id = %s", (user_id,)
-    ).fetchone()[0]
-    return user_id, household_id
+    return sign_up(conn, email, display_name=email.split("@")[0].title())
 
 
 def seed_catalog(conn: psycopg.Connection) -> tuple[int, int]:
