@@ -1,8 +1,8 @@
 """Benchmark: latency from the commit of a price observation to its receipt at a webhook, on the
 triggered path, with the Dagster daemon running.
 
-Sets up a fresh data database and a fresh Dagster storage database (on SMARTBUY_BENCH_DATABASE_URL's
-server, else postgresql://postgres@127.0.0.1:5432/postgres), a catalog of OFFERS offers (risk
+Sets up a scratch data database and a scratch Dagster storage database (benchlib:
+SMARTBUY_BENCH_DATABASE_URL's server, else the local one), a catalog of OFFERS offers (risk
 bucket A) and one offer-level TARGET_PRICE alert per offer (target 10% below the price) spread
 over 10 households, each with a signed webhook channel at a LocalInbox receiver. It stops the
 price-tracking, daily and risk schedules (the simulator is not running: they would only add
@@ -37,8 +37,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
+from benchlib import scratch_databases
 from smartbuy_pipeline.acquisition.sources import Acquired
 from smartbuy_pipeline.db import prices
 from smartbuy_pipeline.db.engine import DatabaseUrl
@@ -48,8 +48,6 @@ from smartbuy_pipeline.domain.types import Availability, Money, Observation, Obs
 from smartbuy_pipeline.notifications.inbox import LocalInbox
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH_URL_ENV = "SMARTBUY_BENCH_DATABASE_URL"
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 OFFERS = 200
 PER_SAMPLE = 5
 SECRET = "bench-latency-secret"
@@ -94,12 +92,12 @@ def commit_drop(url: DatabaseUrl, offer_ids: list[int], sample: int) -> float:
 def main() -> None:
     samples = int(sys.argv[1]) if len(sys.argv) > 1 else 12
     interval = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
-    admin = DatabaseUrl.parse(os.environ.get(BENCH_URL_ENV, DEFAULT_URL), source=BENCH_URL_ENV)
     name = f"sb_bench_latency_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin.url, autocommit=True) as conn:
-        for db in (name, f"{name}_dagster"):
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(db)))
-    url, dagster_url = admin.with_database(name), admin.with_database(f"{name}_dagster")
+    with scratch_databases(name, f"{name}_dagster") as (url, dagster_url):
+        measure(url, dagster_url, samples, interval)
+
+
+def measure(url: DatabaseUrl, dagster_url: DatabaseUrl, samples: int, interval: float) -> None:
     home = Path(tempfile.mkdtemp(prefix="sb-latency-home-"))
     shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "SMARTBUY_DATABASE_URL": url.url, "DAGSTER_HOME": str(home),
@@ -165,9 +163,6 @@ def main() -> None:
                 daemon.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(daemon.pid, signal.SIGKILL)
-        with psycopg.connect(admin.url, autocommit=True) as conn:
-            for db in (name, f"{name}_dagster"):
-                conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(db)))
         shutil.rmtree(home, ignore_errors=True)
 
 

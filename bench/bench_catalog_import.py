@@ -1,6 +1,6 @@
 """Benchmark: catalog import (runbook procedure A) of N offers through the real path.
 
-Creates a fresh database (on SMARTBUY_BENCH_DATABASE_URL's server, else the local server
+Creates a scratch database (benchlib: SMARTBUY_BENCH_DATABASE_URL's server, else the local server
 postgresql://postgres@127.0.0.1:5432/postgres), applies the migrations, and writes a catalog CSV
 of 1,000 shops, N/5 products and N offers (page offers with an https URL and a pt-BR price, every
 tenth a merchant-feed item id; 0.5 % bad rows: invalid GTIN check digit, non-http locator,
@@ -22,29 +22,21 @@ Run: .venv/bin/python bench/bench_catalog_import.py [n_offers]   (default 100000
 from __future__ import annotations
 
 import os
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
+from benchlib import peak_rss_mib, scratch_databases
 from smartbuy_pipeline.db.catalog import import_catalog
-from smartbuy_pipeline.db.engine import DatabaseUrl
 from smartbuy_pipeline.db.migrations import migrate
 from smartbuy_pipeline.domain.catalog_file import CSV_HEADER, open_catalog
 from smartbuy_pipeline.domain.gtin import gs1_check_digit
 
-BENCH_URL_ENV = "SMARTBUY_BENCH_DATABASE_URL"
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 N_SHOPS = 1_000
 LIMIT_S = 60.0
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def gtin(i: int) -> str:
@@ -95,11 +87,11 @@ def write_file(path: Path, n: int) -> tuple[int, int]:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    admin = DatabaseUrl.parse(os.environ.get(BENCH_URL_ENV, DEFAULT_URL), source=BENCH_URL_ENV)
-    name = f"smartbuy_bench_catalog_{os.getpid()}"
-    url = admin.with_database(name)
-    with psycopg.connect(admin.url, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    with scratch_databases(f"smartbuy_bench_catalog_{os.getpid()}") as (url,):
+        run(url, n)
+
+
+def run(url, n: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="smartbuy-bench-catalog-"))
     path = tmp / "catalog.csv"
     try:
@@ -151,14 +143,12 @@ def main() -> None:
               f"{again.audit_rows} audit rows, {len(again.rejected):,} rejected")
         print(f"stored offers {stored:,}; ops_audit_logs {audit:,}")
         print(f"ratio import / baseline: {import_s / baseline_s:.1f}x")
-        print(f"peak RSS (this process): {peak_rss_mb():,.0f} MiB")
+        print(f"peak RSS (this process): {peak_rss_mib():,.0f} MiB")
         print(f"within {LIMIT_S:.0f} s: {'yes' if import_s <= LIMIT_S else 'NO'}")
         assert stored == n - len(result.rejected) and len(result.rejected) == bad
     finally:
         path.unlink(missing_ok=True)
         tmp.rmdir()
-        with psycopg.connect(admin.url, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
 if __name__ == "__main__":

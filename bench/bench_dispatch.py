@@ -1,7 +1,6 @@
 """Benchmark: notification dispatch to a local webhook receiver, through the real path.
 
-Creates a fresh database (on SMARTBUY_BENCH_DATABASE_URL's server, else the local server
-postgresql://postgres@127.0.0.1:5432/postgres), applies the migrations and generates H
+Creates a scratch database (benchlib: SMARTBUY_BENCH_DATABASE_URL's server, else the local one), applies the migrations and generates H
 households (signed-up users), each with one signed-webhook channel pointing at a LocalInbox
 receiver, one alert and E pending alert events (H x E notifications). Then, in the same run:
 
@@ -22,24 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import resource
 import sys
 import time
 import uuid
 
 import aiohttp
 import psycopg
-from psycopg import sql
+from benchlib import peak_rss_mib, scratch_databases
 
-from smartbuy_pipeline.db.engine import DatabaseUrl
 from smartbuy_pipeline.db.migrations import migrate
 from smartbuy_pipeline.domain.notifications import sign_webhook
 from smartbuy_pipeline.notifications.dispatch import DispatchSettings, dispatch
 from smartbuy_pipeline.notifications.inbox import LocalInbox
 
-BENCH_URL_ENV = "SMARTBUY_BENCH_DATABASE_URL"
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SECRET = "bench-webhook-secret"
 
 SEED_SQL = """
@@ -67,10 +61,6 @@ analyze;
 """
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 async def raw_posts(url: str, bodies: list[bytes], concurrency: int = 64) -> float:
     sem = asyncio.Semaphore(concurrency)
     async with aiohttp.ClientSession() as session:
@@ -90,12 +80,7 @@ def main() -> None:
     households = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     per_household = int(sys.argv[2]) if len(sys.argv) > 2 else 10
     total = households * per_household
-    admin = DatabaseUrl.parse(os.environ.get(BENCH_URL_ENV, DEFAULT_URL), source=BENCH_URL_ENV)
-    name = f"sb_bench_dispatch_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin.url, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    url = admin.with_database(name)
-    try:
+    with scratch_databases(f"sb_bench_dispatch_{uuid.uuid4().hex[:8]}") as (url,):
         migrate(url)
         with LocalInbox() as inbox:
             hook = inbox.webhook_url("households", secret=SECRET)
@@ -129,9 +114,6 @@ def main() -> None:
                   f"receiver unique keys {inbox.unique('households'):,}, duplicates {inbox.duplicates('households')}")
             print(f"ratio dispatch/baseline throughput: {rate / (total / baseline_s):.2f}; peak RSS {peak_rss_mib():.0f} MiB; "
                   f"target >= 500/s: {'met' if rate >= 500 else 'MISSED'}")
-    finally:
-        with psycopg.connect(admin.url, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
 if __name__ == "__main__":
