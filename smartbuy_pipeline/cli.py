@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from smartbuy_pipeline.cli_catalog import catalog_app
+from smartbuy_pipeline.cli_chart import chart
 from smartbuy_pipeline.cli_ops import ops_app
 from smartbuy_pipeline.cli_support import console, one_line_errors
 
@@ -19,6 +20,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(ops_app, name="ops")
 app.add_typer(catalog_app, name="catalog")
+app.command("chart")(chart)
 
 
 @db_app.command("migrate")
