@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test ui simulator migrate status check lint-sql bench clean
+.PHONY: install browser demo test ui simulator migrate status check lint-sql bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,14 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/smartbuy demo
 
-test: install
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
+# tests/e2e/test_ui.py drives the Dagster UI in Debian's chromium (Playwright, no browser download).
+browser:
+	@test -x /usr/bin/chromium || { echo "installing Debian's chromium for the UI tests"; \
+	  SUDO=$$([ "$$(id -u)" -ne 0 ] && echo sudo); $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
+test: install browser
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
 
 ui: install
 	$(VENV)/bin/smartbuy dev
