@@ -122,7 +122,9 @@ def test_events_reach_every_enabled_channel_of_their_household_once(conn, db_url
     assert (again.released.dispatched, again.claimed) == (0, 0)
     assert inbox.received("ana") == 3
     # the events' price observations are a minute older than the release: latency counts from them
-    assert report.metadata()["sent"] == 8 and 60.0 <= report.metadata()["latency_p95_s"] < 120.0
+    # (NOW is fixed when this module is imported: the test may run a while later)
+    since_now = (datetime.now(UTC) - NOW).total_seconds()
+    assert report.metadata()["sent"] == 8 and 60.0 <= report.metadata()["latency_p95_s"] <= 61.0 + since_now
 
 
 def test_receiver_down_then_up_every_notification_arrives_exactly_once(conn, db_url, inbox):
