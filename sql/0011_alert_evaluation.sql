@@ -95,6 +95,12 @@ ALTER TABLE public.alerts
     ADD COLUMN last_notified_offer_id bigint,
     ADD COLUMN state_changed_at timestamptz;                    -- `now` of the last evaluation that wrote this row
 
+-- The evaluator's writes (a first evaluation updates every alert that matches, ~9 % of them in the
+-- benchmark) touch none of the indexed columns of alerts, so they are HOT updates when the row's
+-- page has room: leave 20 % of each page free. Applies to pages written from now on (inserts,
+-- VACUUM FULL); no rewrite here.
+ALTER TABLE public.alerts SET (fillfactor = 80);
+
 -- The pipeline owns the evaluator columns; app users never get UPDATE on them (0006 grants
 -- authenticated UPDATE on the user-editable columns only).
 GRANT UPDATE (matched, episode, notified_episode, last_notified_offer_id, state_changed_at)

@@ -5,16 +5,17 @@
 1. (triggered mode) the ids of the alerts whose subject has an offer changed or rescored since
    `changed_since`, into a temporary table;
 2. `BEST_SQL`: one pass over alerts x subject offers. Offer-level eligibility (offer and shop
-   active, priced, not out of stock/discontinued, risk bucket, price stats) is joined once per
-   offer; each alert joins its subject's offers (product-level: every offer of the product;
-   offer-level: that offer); the alert-level filters (currency, allowed/blocked shops, the
+   active, priced, not out of stock/discontinued, risk bucket, price stats) and the event's offer
+   fields are joined once per offer; each offer probes the alerts' hash by product and by offer
+   (one hash join for product- and offer-level alerts); the alert-level filters (currency, allowed/blocked shops, the
    household's blocked shops, safe_only) and the rule leave the matching pairs, and DISTINCT ON
    keeps each alert's best one (lowest compared figure, then lowest offer id) into a temporary
    table. PERCENT_DROP alerts waiting for their baseline keep their cheapest eligible offer too,
    and alerts matched until now leave a marker row (no offer) so flips are found by id.
 3. `APPLY_SQL`: one statement with data-modifying CTEs: the re-arm state machine over the best
    matches, the outbox INSERT ... ON CONFLICT (dedupe_key) DO NOTHING, the UPDATE of only the
-   alerts whose state changes (flips, notifications, baselines), and the counts;
+   alerts whose state changes (flips, notifications, baselines; HOT: no indexed column, 0011's
+   fillfactor), and the counts;
 4. the `alert_evaluations` row.
 
 An advisory transaction lock serializes evaluations (a full and a triggered run never race on
@@ -42,8 +43,15 @@ WORK_MEM = "256MB"
 # JIT compiles BEST_SQL's expressions for ~3 s at 1M alerts and saves less than that (measured
 # with bench/bench_alert_eval.py): off for the evaluation, restored afterwards.
 JIT = "off"
+# BEST_SQL's pair join key comes from a LATERAL VALUES the planner cannot estimate (it expects
+# ~30x the real pairs) and then prefers a merge join that sorts ~2M offer rows on disk (2x slower
+# than the hash join, measured): merge joins are off for the evaluation, restored afterwards.
+# The evaluation's settings, set for the transaction and restored at the end of evaluate_alerts:
+SETTINGS = {"work_mem": WORK_MEM, "jit": JIT, "enable_mergejoin": "off"}
 
 LOCK_SQL = "select pg_advisory_xact_lock(%(key)s)"
+_GET_SETTINGS_SQL = "select " + ", ".join(["current_setting(%s)"] * len(SETTINGS))
+_SET_SETTINGS_SQL = "select " + ", ".join(["set_config(%s, %s, true)"] * len(SETTINGS))
 
 # -- which alerts (triggered mode) -------------------------------------------------------------
 
@@ -71,20 +79,18 @@ on conflict (id) do nothing
 
 # -- best match per alert ----------------------------------------------------------------------
 
-# NEW_LOW over N days other than 30, 90 and all time (offer_price_stats has those): computed
-# from price_history, for those alerts only ("custom" below).
-_CUSTOM_NEW_LOW = ("al.alert_type = 'NEW_LOW' and (al.params ->> 'days') is not null"
-                   " and (al.params ->> 'days')::numeric not in (30, 90)")
-
-# The alerts of one branch, params extracted once per alert. {where} picks the branch's alerts,
-# {scope} restricts them in triggered mode. Params are read without validation: the CHECK
-# alerts_params_valid guarantees their shape (days may be "30.0": via numeric). The household's
-# blocked shops are joined per alert (OFFSET 0 keeps that join below the pair join; flattened,
-# the planner probes household_profiles once per pair).
+# The active alerts (scoped in triggered mode), params extracted once per alert, keyed for the pair
+# join: (by_offer, a_key) is (false, product_id) for product-level alerts and (true, offer_id) for
+# offer-level ones. Params are read without validation: the CHECK alerts_params_valid guarantees
+# their shape (days may be "30.0": via numeric). The household's blocked shops are joined per
+# alert (OFFSET 0 keeps that join below the pair join; flattened, the planner probes
+# household_profiles once per pair); most alerts have no profile and keep their own array.
 _ALERTS_SQL = """
-    select al.id as alert_id, al.alert_type, al.product_id as a_product_id, al.offer_id as a_offer_id,
+    select al.id as alert_id, al.alert_type, al.offer_id is not null as by_offer,
+           coalesce(al.product_id, al.offer_id) as a_key,
            al.currency as a_currency, al.safe_only, al.allowed_shop_ids as allowed,
-           al.blocked_shop_ids || coalesce(hp.blocked_shop_ids, '{{}}'::bigint[]) as blocked,
+           case when hp.blocked_shop_ids is null then al.blocked_shop_ids
+                else al.blocked_shop_ids || hp.blocked_shop_ids end as blocked,
            -- TARGET_PRICE, TOTAL_PRICE: target; PERCENT_DROP: the share of the reference to reach
            case when al.alert_type in ('TARGET_PRICE', 'TOTAL_PRICE') then (al.params ->> 'target')::numeric
                 when al.alert_type = 'PERCENT_DROP' then 1 - (al.params ->> 'percent')::numeric / 100
@@ -98,23 +104,61 @@ _ALERTS_SQL = """
            end as history
     from alerts al
     left join household_profiles hp on hp.household_id = al.household_id
-    where al.active and {where}{scope}
+    where al.active{scope}
     offset 0"""
 
-# One branch's pairs (alerts `a` x eligible offers `o`, plus `l` for custom NEW_LOW), judged in
-# the branch so that only matching pairs (and pairs of PERCENT_DROP alerts waiting for their
-# baseline) leave it. `reference` is the figure the rule compares against.
-_JUDGED_SQL = """
+# NEW_LOW's low: offer_price_stats has 30 and 90 days and all time; any other N ("custom") is the
+# lowest accepted, priced observation in (now - N days, now] from price_history (primary key
+# (offer_id, observed_at)), computed only for the pairs of those alerts (CASE evaluates lazily).
+_LOW = """case when a.days is null then o.low_all_time when a.days = 30 then o.low_30d
+                     when a.days = 90 then o.low_90d
+                     else (select min(h.price) from price_history h
+                           where h.offer_id = o.offer_id
+                             and h.observed_at > %(now)s - make_interval(days => a.days)
+                             and h.observed_at <= %(now)s
+                             and h.status = 'accepted' and h.price is not null) end"""
+
+# One pass over alerts x subject offers. `o`, the offer-level eligibility, figures, risk bucket,
+# price stats and the event's offer fields, is computed once per offer and probes the alerts'
+# hash twice (by product, by offer: the LATERAL VALUES), so it needs no materialization. The
+# alert-level filters and the rule leave only the matching pairs (and pairs of PERCENT_DROP
+# alerts waiting for their baseline), and DISTINCT ON keeps each alert's best one.
+BEST_SQL = """
+create temporary table alert_eval_best on commit drop as
+with
+a as not materialized ({alerts}),
+o as not materialized (
+    select o.id as offer_id, o.product_id, o.shop_id, o.price, o.freight, o.currency, o.availability,
+           r.bucket, r.score, st.median_30d, st.low_30d, st.low_90d, st.low_all_time, st.first_observed_at,
+           case when o.source_kind = 'page' then o.locator end as url,
+           coalesce(o.last_changed_at, o.last_success_at) as observed_at
+    from offers o
+    join shops s on s.id = o.shop_id
+    left join offer_risk_scores r on r.offer_id = o.id
+    left join analytics.offer_price_stats st on st.offer_id = o.id
+    where o.active and s.active and o.price is not null
+      and o.availability <> all (%(unavailable)s::text[]){offer_scope}
+    offset 0
+)
+select distinct on (alert_id)
+       alert_id, offer_id, offer_id is not null and not needs_baseline as matched, figure, reference, price,
+       needs_baseline, product_id, shop_id, currency, freight, availability, bucket, score, url, observed_at
+from (
     select a.alert_id, o.offer_id, o.price,
            case when a.alert_type = 'TOTAL_PRICE' then o.price + o.freight else o.price end as figure,
+           -- the figure the rule compares against
            case a.alert_type
                when 'PERCENT_DROP' then case when a.ref = 'created' then a.baseline_price else o.median_30d end
                when 'NEW_LOW' then {low}
                when 'BACK_IN_STOCK' then null
                else a.factor
            end as reference,
-           (a.alert_type = 'PERCENT_DROP' and a.ref = 'created' and a.baseline_price is null) as needs_baseline
-    from {source}
+           (a.alert_type = 'PERCENT_DROP' and a.ref = 'created' and a.baseline_price is null) as needs_baseline,
+           o.product_id, o.shop_id, o.currency, o.freight, o.availability, o.bucket, o.score, o.url,
+           o.observed_at
+    from o
+    cross join lateral (values (false, o.product_id), (true, o.offer_id)) k (by_offer, key)
+    join a on a.by_offer = k.by_offer and a.a_key = k.key
     where o.currency = a.a_currency
       and (cardinality(a.allowed) = 0 or o.shop_id = any(a.allowed))
       and o.shop_id <> all(a.blocked)
@@ -126,57 +170,15 @@ _JUDGED_SQL = """
                   case when a.ref = 'created'
                        then a.baseline_price is null or o.price <= a.baseline_price * a.factor
                        else o.price <= o.median_30d * a.factor end
-              when 'NEW_LOW' then o.price <= {low} and o.first_observed_at <= %(now)s - a.history
+              when 'NEW_LOW' then o.first_observed_at <= %(now)s - a.history and o.price <= {low}
               when 'BACK_IN_STOCK' then o.availability = 'in_stock'
-          end"""
-
-_LOW_STATS = ("case when a.days is null then o.low_all_time when a.days = 30 then o.low_30d"
-              " else o.low_90d end")
-
-BEST_SQL = """
-create temporary table alert_eval_best on commit drop as
-with
--- offer-level eligibility, figures, risk bucket and price stats: once per offer
-o as materialized (
-    select o.id as offer_id, o.product_id, o.shop_id, o.price, o.freight, o.currency, o.availability,
-           r.bucket, st.median_30d, st.low_30d, st.low_90d, st.low_all_time, st.first_observed_at
-    from offers o
-    join shops s on s.id = o.shop_id
-    left join offer_risk_scores r on r.offer_id = o.id
-    left join analytics.offer_price_stats st on st.offer_id = o.id
-    where o.active and s.active and o.price is not null
-      and o.availability <> all (%(unavailable)s::text[]){offer_scope}
-),
-product_alerts as not materialized ({product_alerts}),
-offer_alerts as not materialized ({offer_alerts}),
-custom_alerts as materialized ({custom_alerts}),
--- the custom alerts' eligible subject offers with their low over the alert's N days: accepted,
--- priced observations in (now - N days, now], through price_history's primary key
-custom_offers as materialized (
-    select o.*, x.alert_id, x.low
-    from (
-        select a.alert_id, so.id as offer_id, min(h.price) as low
-        from custom_alerts a
-        join offers so on so.product_id = a.a_product_id or so.id = a.a_offer_id
-        join price_history h
-          on h.offer_id = so.id
-         and h.observed_at > %(now)s - make_interval(days => a.days)
-         and h.observed_at <= %(now)s
-        where h.status = 'accepted' and h.price is not null
-        group by a.alert_id, so.id
-    ) x
-    join o on o.offer_id = x.offer_id
-)
-select distinct on (alert_id)
-       alert_id, offer_id, offer_id is not null and not needs_baseline as matched, figure, reference, price,
-       needs_baseline
-from ({branch_product}
-    union all{branch_offer}
-    union all{branch_custom}
+          end
     union all
     -- alerts matched until now, as markers (no offer; sorted after any real match): APPLY_SQL
     -- finds the true -> false flips here, by alert id, whatever the planner thinks of `matched`
-    select al.id, null::bigint, null::numeric, null::numeric, null::numeric, false
+    select al.id, null::bigint, null::numeric, null::numeric, null::numeric, false,
+           null::bigint, null::bigint, null::bpchar, null::numeric, null::text, null::bpchar, null::smallint,
+           null::text, null::timestamptz
     from alerts al
     where al.active and al.matched{scope}
 ) j
@@ -192,29 +194,25 @@ _OFFER_SCOPE_TRIGGERED = """
 
 def best_sql(scope: str) -> str:
     """BEST_SQL, full (scope '') or triggered (scope _SCOPE_TRIGGERED)."""
-    not_custom = f" and not ({_CUSTOM_NEW_LOW})"
     return BEST_SQL.format(
         offer_scope=_OFFER_SCOPE_TRIGGERED if scope else "",
-        product_alerts=_ALERTS_SQL.format(where="al.product_id is not null" + not_custom, scope=scope),
-        offer_alerts=_ALERTS_SQL.format(where="al.offer_id is not null" + not_custom, scope=scope),
-        custom_alerts=_ALERTS_SQL.format(where=_CUSTOM_NEW_LOW, scope=scope),
+        alerts=_ALERTS_SQL.format(scope=scope),
         scope=scope,
-        branch_product=_JUDGED_SQL.format(
-            source="product_alerts a join o on o.product_id = a.a_product_id", low=_LOW_STATS),
-        branch_offer=_JUDGED_SQL.format(
-            source="offer_alerts a join o on o.offer_id = a.a_offer_id", low=_LOW_STATS),
-        branch_custom=_JUDGED_SQL.format(
-            source="custom_alerts a join custom_offers o on o.alert_id = a.alert_id", low="o.low"),
+        low=_LOW,
     )
 
 # -- state machine, outbox, counts -------------------------------------------------------------
 
 _MONEY = "to_char({0}, 'FM9999999999990.00')"
 
+# The offer's fields come from alert_eval_best (read once, in BEST_SQL): only products and shops
+# are joined for the payload. The evaluator's UPDATEs touch no indexed column of alerts, so with
+# 0011's fillfactor they are HOT.
 APPLY_SQL = """
 with r as (
-    select b.alert_id, b.offer_id, b.figure, b.reference, b.price,
-           a.household_id, a.alert_type, a.params, a.currency, a.matched as was_matched,
+    select b.alert_id, b.offer_id, b.figure, b.reference, b.price, b.product_id, b.shop_id, b.currency,
+           b.freight, b.availability, b.bucket, b.score, b.url, b.observed_at,
+           a.household_id, a.alert_type, a.params, a.matched as was_matched,
            a.notified_episode, a.last_notified_price, a.last_notified_at,
            a.episode + case when a.matched then 0 else 1 end as episode_now,
            (a.last_notified_at is null or %(now)s >= a.last_notified_at + a.cooldown) as cooled
@@ -238,22 +236,21 @@ ins as (
            'alert:' || x.alert_id || ':offer:' || x.offer_id
                || case when x.alert_type = 'BACK_IN_STOCK' then ':restock:' || x.episode_now
                        else ':price:' || {figure_money} end,
-           o.price, o.currency,
-           coalesce(o.last_changed_at, o.last_success_at),
+           x.price, x.currency, x.observed_at,
            jsonb_build_object(
                'kind', 'alert',
                'alert_id', x.alert_id,
                'alert_type', x.alert_type,
                'household_id', x.household_id::text,
-               'product_id', o.product_id,
+               'product_id', x.product_id,
                'product_name', p.name,
                'gtin', p.gtin::text,
-               'offer_id', o.id,
-               'shop_id', o.shop_id,
+               'offer_id', x.offer_id,
+               'shop_id', x.shop_id,
                'shop_name', s.name,
-               'url', case when o.source_kind = 'page' then o.locator end,
+               'url', x.url,
                'price', {price_money},
-               'currency', o.currency::text,
+               'currency', x.currency::text,
                'freight', {freight_money},
                'total', {total_money},
                'reference_price', {reference_money},
@@ -265,27 +262,23 @@ ins as (
                                             else 'low_' || ((x.params ->> 'days')::numeric::integer) || 'd' end
                end,
                'previous_notified_price', {previous_money},
-               'risk_bucket', rs.bucket::text,
-               'risk_score', rs.score,
-               'availability', o.availability,
-               'observed_at', to_char(coalesce(o.last_changed_at, o.last_success_at) at time zone 'UTC',
-                                      'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+               'risk_bucket', x.bucket::text,
+               'risk_score', x.score,
+               'availability', x.availability,
+               'observed_at', to_char(x.observed_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
            ),
            'pending'
     from sent x
-    join offers o on o.id = x.offer_id
-    join products p on p.id = o.product_id
-    join shops s on s.id = o.shop_id
-    left join offer_risk_scores rs on rs.offer_id = o.id
+    join products p on p.id = x.product_id
+    join shops s on s.id = x.shop_id
     on conflict (dedupe_key) do nothing
     returning alert_id
 ),
 changed as (
     select n.alert_id, n.offer_id, n.figure, n.episode_now,
            (n.wanted and n.cooled) as notified,
-           (i.alert_id is not null) as inserted
+           n.alert_id in (select i.alert_id from ins i) as inserted
     from n
-    left join ins i on i.alert_id = n.alert_id
     where not n.was_matched or (n.wanted and n.cooled)
 ),
 upd as (
@@ -334,9 +327,9 @@ select
     (select count(*) from upd) + (select count(*) from upd_flips) as alerts_updated
 """.format(
     figure_money=_MONEY.format("x.figure"),
-    price_money=_MONEY.format("o.price"),
-    freight_money=_MONEY.format("o.freight"),
-    total_money=_MONEY.format("o.price + o.freight"),
+    price_money=_MONEY.format("x.price"),
+    freight_money=_MONEY.format("x.freight"),
+    total_money=_MONEY.format("x.price + x.freight"),
     reference_money=_MONEY.format("x.reference"),
     previous_money=_MONEY.format("x.last_notified_price"),
     evaluated="{evaluated}",
@@ -416,8 +409,9 @@ def evaluate_alerts(conn: psycopg.Connection, *, now: datetime, partition_key: s
     started_at = datetime.now(now.tzinfo)
     t0 = time.perf_counter()
     conn.execute(LOCK_SQL, {"key": ADVISORY_LOCK_KEY})
-    previous = conn.execute("select current_setting('work_mem'), current_setting('jit')").fetchone()
-    conn.execute("select set_config('work_mem', %s, true), set_config('jit', %s, true)", (WORK_MEM, JIT))
+    names = list(SETTINGS)
+    previous = conn.execute(_GET_SETTINGS_SQL, names).fetchone()
+    conn.execute(_SET_SETTINGS_SQL, [v for kv in zip(names, SETTINGS.values(), strict=True) for v in kv])
     try:
         scope, evaluated = "", _EVALUATED_FULL
         if mode == TRIGGERED:
@@ -434,7 +428,7 @@ def evaluate_alerts(conn: psycopg.Connection, *, now: datetime, partition_key: s
         conn.execute("analyze alert_eval_best")
         row = conn.execute(APPLY_SQL.format(evaluated=evaluated), {"now": now}).fetchone()
     finally:
-        conn.execute("select set_config('work_mem', %s, true), set_config('jit', %s, true)", previous)
+        conn.execute(_SET_SETTINGS_SQL, [v for kv in zip(names, previous, strict=True) for v in kv])
     result = AlertEvaluation(
         mode=mode, alerts_evaluated=row[0], matched=row[1], events_created=row[2], rearmed=row[3],
         unmatched=row[4], suppressed_cooldown=row[5], suppressed_duplicate=row[6], baselines_set=row[7],
