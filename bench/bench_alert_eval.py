@@ -30,22 +30,19 @@ Run: .venv/bin/python bench/bench_alert_eval.py [n_alerts] [n_offers] [--keep] [
 
 from __future__ import annotations
 
-import os
-import resource
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from psycopg import sql
+
+from benchlib import close_bench_database, open_bench_database, peak_rss_mib, reuse_arg
 
 from smartbuy_pipeline.db import alerts as alerts_db
 from smartbuy_pipeline.db.engine import DatabaseUrl
 from smartbuy_pipeline.db.migrations import migrate
 from smartbuy_pipeline.domain.gtin import gs1_check_digit
 
-BENCH_URL_ENV = "SMARTBUY_BENCH_DATABASE_URL"
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 N_SHOPS = 1_000
 OFFERS_PER_PRODUCT = 4
 
@@ -200,10 +197,6 @@ from alerts group by 1 order by 1
 """
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 def gtin(i: int) -> str:
     body = f"790{i:010d}"
     return body + str(gs1_check_digit(body))
@@ -272,24 +265,14 @@ def explain(url: DatabaseUrl, now: datetime) -> None:
 
 def main() -> None:
     argv = sys.argv[1:]
-    reuse = os.environ.get("SMARTBUY_BENCH_REUSE")
-    if "--reuse" in argv:
-        at = argv.index("--reuse")
-        if at + 1 >= len(argv):
-            sys.exit("--reuse needs a database name")
-        reuse = argv[at + 1]
-        del argv[at:at + 2]
+    reuse = reuse_arg(argv)
     args = [a for a in argv if not a.startswith("--")]
     keep, show_plan = "--keep" in argv, "--explain" in argv
     n_alerts = int(args[0]) if args else 1_000_000
     n_offers = int(args[1]) if len(args) > 1 else 1_000_000
     now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-    admin = DatabaseUrl.parse(os.environ.get(BENCH_URL_ENV, DEFAULT_URL), source=BENCH_URL_ENV)
-    name = reuse or f"smartbuy_bench_alerts_{os.getpid()}"
-    url = admin.with_database(name)
-    if not reuse:
-        with psycopg.connect(admin.url, autocommit=True) as conn:
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = open_bench_database("smartbuy_bench_alerts", reuse)
+    name = url.database
     try:
         if not reuse:
             migrate(url)
@@ -341,13 +324,9 @@ def main() -> None:
                  changed_since=since)
         if show_plan:
             explain(url, now + timedelta(hours=2))
-        print(f"peak RSS (this process): {peak_rss_mb():,.0f} MiB")
+        print(f"peak RSS (this process): {peak_rss_mib():,.0f} MiB")
     finally:
-        if not keep and not reuse:
-            with psycopg.connect(admin.url, autocommit=True) as conn:
-                conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-        elif keep:
-            print(f"kept database {name} (--reuse {name} to re-run without generating)")
+        close_bench_database(url, reuse=reuse, keep=keep)
 
 
 if __name__ == "__main__":

@@ -26,22 +26,19 @@ Run: .venv/bin/python bench/bench_risk_recompute.py [n_offers] [days] [--keep] [
 
 from __future__ import annotations
 
-import os
-import resource
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from psycopg import sql
+
+from benchlib import close_bench_database, open_bench_database, peak_rss_mib, reuse_arg
 
 from smartbuy_pipeline.db import risk as risk_db
 from smartbuy_pipeline.db.engine import DatabaseUrl
 from smartbuy_pipeline.db.migrations import migrate
 from smartbuy_pipeline.domain.gtin import gs1_check_digit
 
-BENCH_URL_ENV = "SMARTBUY_BENCH_DATABASE_URL"
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 N_SHOPS = 1_000
 GEN_CHUNK = 100_000  # offers per generate_series insert
 
@@ -120,10 +117,6 @@ from pg_class where oid in ('public.offers'::regclass, 'public.products'::regcla
 """
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 def gtin(i: int) -> str:
     body = f"790{i:010d}"
     return body + str(gs1_check_digit(body))
@@ -154,24 +147,14 @@ def generate(url: DatabaseUrl, n: int, days: int, now: datetime) -> None:
 
 def main() -> None:
     argv = sys.argv[1:]
-    reuse = os.environ.get("SMARTBUY_BENCH_REUSE")
-    if "--reuse" in argv:
-        at = argv.index("--reuse")
-        if at + 1 >= len(argv):
-            sys.exit("--reuse needs a database name")
-        reuse = argv[at + 1]
-        del argv[at:at + 2]
+    reuse = reuse_arg(argv)
     args = [a for a in argv if not a.startswith("--")]
     keep = "--keep" in argv
     n = int(args[0]) if args else 1_000_000
     days = int(args[1]) if len(args) > 1 else 90
     now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-    admin = DatabaseUrl.parse(os.environ.get(BENCH_URL_ENV, DEFAULT_URL), source=BENCH_URL_ENV)
-    name = reuse or f"smartbuy_bench_risk_{os.getpid()}"
-    url = admin.with_database(name)
-    if not reuse:
-        with psycopg.connect(admin.url, autocommit=True) as conn:
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = open_bench_database("smartbuy_bench_risk", reuse)
+    name = url.database
     try:
         if not reuse:
             migrate(url)
@@ -224,14 +207,10 @@ def main() -> None:
         print(f"steady state (1 % changed, sparse ids): {small.scored:,} offers in {small_s:.1f} s "
               f"= {small.scored / small_s:,.0f} offers/s; {small.flips:,} bucket flips, "
               f"{small.history_rows:,} history rows")
-        print(f"peak RSS (this process): {peak_rss_mb():,.0f} MiB")
+        print(f"peak RSS (this process): {peak_rss_mib():,.0f} MiB")
         print(f"within 60 s: {'yes' if recompute_s <= 60 else 'NO'}")
     finally:
-        if not keep and not reuse:
-            with psycopg.connect(admin.url, autocommit=True) as conn:
-                conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-        elif keep:
-            print(f"kept database {name} (--reuse {name} to re-run without generating)")
+        close_bench_database(url, reuse=reuse, keep=keep)
 
 
 if __name__ == "__main__":
