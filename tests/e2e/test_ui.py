@@ -3,7 +3,7 @@ headless Chromium, and the same launches through the GraphQL client and `smartbu
 
 One `dagster dev` serves the whole module (starting it costs ~30 s). The browser is Debian's
 `chromium` (/usr/bin/chromium, or SMARTBUY_CHROMIUM) driven by Playwright; no browser is
-downloaded. Screenshots land in docs/img/ (the runbook shows them), overwritten on each run.
+downloaded. Screenshots land in docs/img/ (the runbook shows them) when SMARTBUY_UPDATE_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -28,7 +29,10 @@ from typer.testing import CliRunner
 from smartbuy_pipeline.db.engine import DatabaseUrl
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-IMG = REPO_ROOT / "docs" / "img"
+# The runbook's screenshots: refreshed with SMARTBUY_UPDATE_SCREENSHOTS=1; otherwise a test run
+# writes them to a temporary folder and leaves the checkout clean.
+IMG = REPO_ROOT / "docs" / "img" if os.environ.get("SMARTBUY_UPDATE_SCREENSHOTS") == "1" else Path(
+    tempfile.mkdtemp(prefix="smartbuy-ui-shots-"))
 VIEWPORT = {"width": 1400, "height": 900}
 CHROMIUM_ENV = "SMARTBUY_CHROMIUM"
 INSTALL_HINT = ("install Debian's browser with `sudo apt-get install -y --no-install-recommends chromium` "
