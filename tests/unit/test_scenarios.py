@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -337,13 +336,12 @@ def test_catalog_rows(demo) -> None:
 # -- scale catalog ------------------------------------------------------------------------------
 
 
-def test_scale_scenario_is_cheap_and_consistent() -> None:
-    t0 = time.perf_counter()
+def test_scale_scenario_is_consistent() -> None:
+    # Its speed is the benchmarks' business (bench/bench_acquisition.py), not a timed test's:
+    # a 2 s bound failed on a loaded CI machine.
     sc = scale_scenario(100_000, seed=3)
     offers = sc.offers
-    elapsed = time.perf_counter() - t0
     assert len(offers) == 100_000
-    assert elapsed < 2.0, f"generating 100k offers took {elapsed:.2f} s"
     assert isinstance(offers[0], SimOffer)
     assert len({o.key for o in offers[:5000]}) == 5000
     assert {o.trajectory for o in offers} == set(TrajectoryKind)
