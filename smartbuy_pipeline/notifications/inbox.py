@@ -530,14 +530,23 @@ class LocalInbox:
     def _now() -> tuple[datetime, float]:
         return datetime.now(UTC), time.monotonic()
 
-    async def _hook(self, request: web.Request) -> web.Response:
+    async def _receive(self, request: web.Request, header_names) -> tuple | web.Response:
+        """What every receiver does first: read the body, apply the fault controls (a response
+        to return at once), then stamp the arrival and keep the headers worth recording."""
         name = request.match_info["name"]
         raw = await request.read()
         gated = await self._gate(name)
         if gated is not None:
             return gated
         at, mono = self._now()
-        headers = CIMultiDict((h, request.headers[h]) for h in _HOOK_HEADERS if h in request.headers)
+        headers = CIMultiDict((h, request.headers[h]) for h in header_names if h in request.headers)
+        return name, raw, at, mono, headers
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        received = await self._receive(request, _HOOK_HEADERS)
+        if isinstance(received, web.Response):
+            return received
+        name, raw, at, mono, headers = received
         with self._lock:
             ep = self._ep(name)
             secret = ep.secret
@@ -573,13 +582,10 @@ class LocalInbox:
         return web.json_response({"status": "ok"})
 
     async def _push(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        raw = await request.read()
-        gated = await self._gate(name)
-        if gated is not None:
-            return gated
-        at, mono = self._now()
-        headers = CIMultiDict((h, request.headers[h]) for h in _PUSH_HEADERS if h in request.headers)
+        received = await self._receive(request, _PUSH_HEADERS)
+        if isinstance(received, web.Response):
+            return received
+        name, raw, at, mono, headers = received
         with self._lock:
             ep = self._ep(name)
             status = ep.push_status
@@ -591,19 +597,16 @@ class LocalInbox:
         return web.Response(status=status, text="push service status")
 
     async def _apprise(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        raw = await request.read()
-        gated = await self._gate(name)
-        if gated is not None:
-            return gated
-        at, mono = self._now()
+        received = await self._receive(request, ("content-type", "user-agent"))
+        if isinstance(received, web.Response):
+            return received
+        name, raw, at, mono, headers = received
         try:
             body = json.loads(raw)
         except ValueError:
             with self._lock:
                 self._ep(name).statuses[400] += 1
             return web.Response(status=400, text="bad json")
-        headers = CIMultiDict((h, request.headers[h]) for h in ("content-type", "user-agent") if h in request.headers)
         with self._lock:
             ep = self._ep(name)
             ep.statuses[200] += 1
