@@ -55,14 +55,22 @@ from generate_series(1::bigint, %(n)s::bigint) i
 # offer i belongs to product 1 + (i - 1) % P, so a product's offers are i, i + P, i + 2P, i + 3P
 OFFERS_SQL = """
 insert into offers (id, product_id, shop_id, source_kind, locator, currency, price, freight, availability,
-                    last_checked_at, last_success_at, last_changed_at)
+                    last_changed_at)
 select i, 1 + (i - 1) %% %(n_products)s, 1 + (i * 7919) %% %(n_shops)s,
        case when i %% 3 = 0 then 'merchant_feed' else 'page' end, 'https://bench.example/o/' || i, 'BRL',
        case when k < 5 then null else round((5000 + (i * 104729) %% 200000) / 100.0, 2) end,
        case when i %% 10 = 0 then null when i %% 4 = 0 then 19.90 else 0 end,
        case when k < 5 then 'out_of_stock' when k < 8 then 'backorder' else 'in_stock' end,
-       %(now)s - interval '1 hour', %(now)s - interval '1 hour', %(now)s - interval '3 days'
+       %(now)s - interval '3 days'
 from (select i, (i * 31 + i / 997) %% 100 as k from generate_series(1::bigint, %(n)s::bigint) i) g
+"""
+
+# the check bookkeeping (0015): the offers' insert trigger made one offer_checks row each
+CHECKS_SQL = """
+update offer_checks c set last_checked_at = %(now)s - interval '1 hour',
+                          last_success_at = %(now)s - interval '1 hour'
+from offers o
+where o.id = c.offer_id
 """
 
 RISK_SQL = """
@@ -176,7 +184,8 @@ RESET_SQL = [
 SIZES_SQL = """
 select relname, reltuples::bigint, pg_size_pretty(pg_total_relation_size(c.oid))
 from pg_class c
-where c.oid in ('public.alerts'::regclass, 'public.offers'::regclass, 'public.products'::regclass,
+where c.oid in ('public.alerts'::regclass, 'public.offers'::regclass, 'public.offer_checks'::regclass,
+                'public.products'::regclass,
                 'public.shops'::regclass, 'public.offer_risk_scores'::regclass,
                 'analytics.offer_price_stats'::regclass, 'public.households'::regclass,
                 'public.household_profiles'::regclass, 'public.alert_events'::regclass)
@@ -208,6 +217,7 @@ def generate(url: DatabaseUrl, n_alerts: int, n_offers: int, now: datetime) -> N
     steps = [
         ("shops", SHOPS_SQL, {"n": N_SHOPS}),
         ("offers", OFFERS_SQL, {"n": n_offers, "n_products": n_products, "n_shops": N_SHOPS, "now": now}),
+        ("offer_checks", CHECKS_SQL, {"now": now}),
         ("risk scores", RISK_SQL, {"now": now}),
         ("offer_price_stats", STATS_SQL, {"now": now}),
         ("price_history (14-day NEW_LOW offers)", HISTORY_SQL, {"now": now}),

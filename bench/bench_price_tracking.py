@@ -6,10 +6,12 @@
 Both create a throwaway database on SMARTBUY_BENCH_DATABASE_URL (default: the local server,
 postgresql://postgres@127.0.0.1:5432/postgres), apply the migrations and drop it at the end.
 
-write:  the same number of observation rows go (A) through a raw COPY into price_history and
-        (B) through `db.prices.record_batch` (COPY of observations + COPY of offer updates +
-        one UPDATE ... FROM + checkpoint, one transaction per 1,000-offer batch), interleaved
-        A B A B; medians of rows/s and the B/A ratio. Target: B >= 65% of A.
+write:  the same observation rows go (A) through a raw COPY into price_history and (B) through
+        `db.prices.record_batch` (one COPY into the staging table, INSERT ... SELECT into
+        price_history, UPDATE ... FROM of offer_checks, UPDATE of the offers whose content
+        changed, checkpoint; one transaction per 1,000-offer batch), interleaved A B A B; each
+        round 1 offer in 20 has a new price. Medians of rows/s and the B/A ratio. Target: B >=
+        65% of A.
 hourly: the simulator (scale scenario) in its own process, the catalog bulk-loaded, then every
         shard window of one hour tracked; wall time, offers/s, peak RSS.
 """
@@ -39,6 +41,7 @@ from smartbuy_pipeline.db.catalog import upsert_catalog  # noqa: E402
 from smartbuy_pipeline.db.engine import DatabaseUrl, ensure_database  # noqa: E402
 from smartbuy_pipeline.db.migrations import migrate  # noqa: E402
 from smartbuy_pipeline.domain.gtin import make_gtin13  # noqa: E402
+from smartbuy_pipeline.domain.offer_state import OfferState  # noqa: E402
 from smartbuy_pipeline.domain.types import (  # noqa: E402
     Availability,
     Money,
@@ -83,19 +86,22 @@ def seed_offers(url: DatabaseUrl, n_offers: int) -> None:
         conn.execute("analyze")
 
 
-def observation_batches(offer_ids: list[int], rounds: int, start: datetime):
-    """Yield (observed_at, [Acquired...]) batches: every offer once per round."""
-    price = Money(Decimal("1899.90"), "BRL")
+CHANGE_EVERY = 20  # each round, 1 offer in 20 shows a new price (the rest: the same as last round)
+
+
+def observation_batches(offer_ids: list[int], round_no: int, at: datetime):
+    """Yield (observed_at, [Acquired...]) batches: every offer once, observed at `at`. Offer i's
+    price drops by 1.00 in the rounds where (round_no + i) % CHANGE_EVERY == 0."""
     ref = Money(Decimal("2199.00"), "BRL")
-    for r in range(rounds):
-        at = start + timedelta(minutes=r)
-        for i in range(0, len(offer_ids), BATCH):
-            yield at, [
-                Acquired(oid, Observation(oid, at, price, ref, None, Availability.IN_STOCK,
-                                          ObservationStatus.ACCEPTED, SourceKind.PAGE, {"method": "jsonld"}),
-                         etag='"e"', last_modified=None, latency_s=0.01)
-                for oid in offer_ids[i:i + BATCH]
-            ]
+    prices_by_step = [Money(Decimal("1899.90") - step, "BRL") for step in range(round_no // CHANGE_EVERY + 2)]
+    for i in range(0, len(offer_ids), BATCH):
+        yield at, [
+            Acquired(oid, Observation(oid, at, prices_by_step[(round_no + oid % CHANGE_EVERY) // CHANGE_EVERY],
+                                      ref, None, Availability.IN_STOCK, ObservationStatus.ACCEPTED, SourceKind.PAGE,
+                                      {"method": "jsonld"}),
+                     etag='"e"', last_modified=None, latency_s=0.01)
+            for oid in offer_ids[i:i + BATCH]
+        ]
 
 
 def raw_copy(conn: psycopg.Connection, batches) -> int:
@@ -111,12 +117,20 @@ def raw_copy(conn: psycopg.Connection, batches) -> int:
     return n
 
 
-def write_path(conn: psycopg.Connection, batches, window: prices.ShardWindow) -> int:
+def offer_states(conn: psycopg.Connection) -> dict[int, OfferState]:
+    """What the tracker's due-offers query hands each batch (OfferTarget.state), read untimed."""
+    states = {r[0]: OfferState(*r[1:]) for r in conn.execute(
+        "select id, price, reference_price, freight, currency, availability, quarantined_price from offers")}
+    conn.commit()
+    return states
+
+
+def write_path(conn: psycopg.Connection, batches, window: prices.ShardWindow, states: dict[int, OfferState]) -> int:
     n = 0
     for _, batch in batches:
         with conn.transaction():
             prices.record_batch(conn, batch, window=window, phase=prices.REST,
-                                last_offer_id=batch[-1].offer_id, currency_of={})
+                                last_offer_id=batch[-1].offer_id, currency_of={}, current=states)
         n += len(batch)
     return n
 
@@ -129,6 +143,7 @@ def cmd_write(args) -> None:
             offer_ids = [r[0] for r in conn.execute("select id from offers order by id")]
             prices.ensure_partitions(conn, datetime.now(UTC))
             conn.commit()
+            prices.prepare_session(conn)  # as the tracker does once per run
             rounds_total = max(2, args.rows // len(offer_ids))
             per_side = rounds_total // 2
             start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=6)
@@ -137,11 +152,13 @@ def cmd_write(args) -> None:
             rows_a = rows_b = 0
             for k in range(per_side):  # A B A B ...: raw COPY rounds at even minutes, write path odd
                 t0 = time.perf_counter()
-                n = raw_copy(conn, observation_batches(offer_ids, 1, start + timedelta(minutes=2 * k)))
+                n = raw_copy(conn, observation_batches(offer_ids, k, start + timedelta(minutes=2 * k)))
                 raw_rates.append(n / (time.perf_counter() - t0))
                 rows_a += n
+                states = offer_states(conn)
                 t0 = time.perf_counter()
-                n = write_path(conn, observation_batches(offer_ids, 1, start + timedelta(minutes=2 * k + 1)), window)
+                n = write_path(conn, observation_batches(offer_ids, k, start + timedelta(minutes=2 * k + 1)), window,
+                               states)
                 path_rates.append(n / (time.perf_counter() - t0))
                 rows_b += n
             conn.execute("analyze price_history")
@@ -149,8 +166,8 @@ def cmd_write(args) -> None:
                                 " where inhparent = 'price_history'::regclass").fetchone()[0]
             total = conn.execute("select count(*) from price_history").fetchone()[0]
         raw, path = statistics.median(raw_rates), statistics.median(path_rates)
-        print(f"offers table: {len(offer_ids):,} rows (PK, unique (shop, kind, locator), product_id index;"
-              " fillfactor 70, HOT updates)")
+        print(f"offers table: {len(offer_ids):,} rows (PK, unique (shop, kind, locator), product_id index); "
+              f"each round 1 offer in {CHANGE_EVERY} shows a new price (the first round: all of them)")
         print(f"price_history: partitioned by month, PK (offer_id, observed_at), BRIN (observed_at); "
               f"{total:,} rows, {size} at the end")
         print(f"rows through each side: raw COPY {rows_a:,}, write path {rows_b:,} "

@@ -54,14 +54,21 @@ from generate_series(1::bigint, %(n)s::bigint) i
 # 94-97 volatile, 98-99 scam (priced at 40 % of base, from a low-reputation shop)
 OFFERS_SQL = """
 insert into offers (id, product_id, shop_id, source_kind, locator, currency, price, reference_price,
-                    freight, availability, last_checked_at, last_success_at, last_changed_at)
+                    freight, availability, last_changed_at)
 select i, 1 + (i - 1) %% %(n_products)s,
        case when (i * 7919) %% 100 >= 98 then 50 * (1 + i %% 20)
             else 1 + ((i - 1) %% %(n_products)s + ((i - 1) / %(n_products)s) * 7) %% %(n_shops)s end,
        'page', 'https://bench.example/o/' || i, 'BRL', null, null,
-       case when i %% 4 = 0 then 19.90 else 0 end, 'in_stock',
-       %(now)s - interval '1 hour', %(now)s - interval '1 hour', %(now)s - interval '2 days'
+       case when i %% 4 = 0 then 19.90 else 0 end, 'in_stock', %(now)s - interval '2 days'
 from generate_series(1::bigint, %(n)s::bigint) i
+"""
+
+# the check bookkeeping (0015): the offers' insert trigger made one offer_checks row each
+CHECKS_SQL = """
+update offer_checks c set last_checked_at = %(now)s - interval '1 hour',
+                          last_success_at = %(now)s - interval '1 hour'
+from offers o
+where o.id = c.offer_id
 """
 
 # one accepted observation a day per offer, the last one 1 hour before now; price in cents
@@ -111,7 +118,8 @@ from pg_inherits i join pg_class c on c.oid = i.inhrelid
 where i.inhparent = 'public.price_history'::regclass
 union all
 select relname, reltuples::bigint, pg_size_pretty(pg_total_relation_size(oid))
-from pg_class where oid in ('public.offers'::regclass, 'public.products'::regclass,
+from pg_class where oid in ('public.offers'::regclass, 'public.offer_checks'::regclass,
+                            'public.products'::regclass,
                             'public.shops'::regclass, 'public.offer_risk_scores'::regclass,
                             'public.offer_risk_score_history'::regclass)
 """
@@ -132,6 +140,7 @@ def generate(url: DatabaseUrl, n: int, days: int, now: datetime) -> None:
             for i in range(1, n_products + 1):
                 copy.write_row((i, gtin(i), f"Produto {i}"))
         conn.execute(OFFERS_SQL, {"n": n, "n_products": n_products, "n_shops": N_SHOPS, "now": now})
+        conn.execute(CHECKS_SQL, {"now": now})
         conn.commit()
         t0 = time.perf_counter()
         for lo in range(1, n + 1, GEN_CHUNK):

@@ -159,6 +159,7 @@ class _BatchLoop:
             result = prices.record_batch(
                 self.conn, batch, window=self.window, phase=phase, last_offer_id=last,
                 currency_of={t.offer_id: self.shops[t.shop_id].currency for t in targets},
+                current={t.offer_id: t.state for t in targets if t.state is not None},
                 feed_states=feed_states,
             )
         _tally(self.report, batch, {t.offer_id: t for t in targets})
@@ -178,6 +179,7 @@ async def _track(url: DatabaseUrl, window: prices.ShardWindow, settings: Trackin
     with psycopg.connect(url.url, application_name="smartbuy-tracking") as conn:
         conn.autocommit = True
         prices.ensure_partitions(conn, now_fn())
+        prices.prepare_session(conn)
         report.priority_due, report.offers_due = prices.count_due(conn, window, now_fn())
         progress = prices.start_progress(conn, window)
         log(f"shard {window.shard}/{window.shard_count} window ending {window.cutoff.isoformat()}: "

@@ -28,6 +28,7 @@ from urllib.parse import quote
 from smartbuy_pipeline.acquisition.http import FetchEngine, FetchRequest, FetchResult, ParsePool
 from smartbuy_pipeline.acquisition.politeness import ShopPolicy
 from smartbuy_pipeline.domain.extraction import extract_page
+from smartbuy_pipeline.domain.offer_state import OfferState
 from smartbuy_pipeline.domain.feeds import FeedItem, FeedRowError, iter_feed_items
 from smartbuy_pipeline.domain.items_api import parse_items_response
 from smartbuy_pipeline.domain.types import (
@@ -78,6 +79,7 @@ class OfferTarget:
     last_modified: str | None = None
     last_good_price: Money | None = None
     quarantined_price: Money | None = None
+    state: OfferState | None = None  # the offer's published state, to skip writes that change nothing
 
 
 @dataclass(frozen=True, slots=True)

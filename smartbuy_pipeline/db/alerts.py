@@ -131,7 +131,10 @@ o as not materialized (
     select o.id as offer_id, o.product_id, o.shop_id, o.price, o.freight, o.currency, o.availability,
            r.bucket, r.score, st.median_30d, st.low_30d, st.low_90d, st.low_all_time, st.first_observed_at,
            case when o.source_kind = 'page' then o.locator end as url,
-           coalesce(o.last_changed_at, o.last_success_at) as observed_at
+           -- the last change; for an offer priced but never seen changing, its last good check
+           -- (coalesce evaluates the subquery only for those)
+           coalesce(o.last_changed_at,
+                    (select c.last_success_at from offer_checks c where c.offer_id = o.id)) as observed_at
     from offers o
     join shops s on s.id = o.shop_id
     left join offer_risk_scores r on r.offer_id = o.id

@@ -123,9 +123,10 @@ CATALOG_STATUS = """
 select s.name as shop, s.domain, s.reputation_score, o.source_kind,
        count(o.id) as offers,
        count(o.id) filter (where o.price is not null) as priced,
-       max(o.last_checked_at) as last_checked_at
+       max(c.last_checked_at) as last_checked_at
 from shops s
 left join offers o on o.shop_id = s.id and o.active
+left join offer_checks c on c.offer_id = o.id
 group by s.id, o.source_kind
 order by s.name, o.source_kind
 """

@@ -2,22 +2,24 @@
 
 A batch is written in ONE transaction: the batch COPYed once (text COPY) into the temporary table
 `tracking_batch`, then on the server the observations inserted into `price_history` (INSERT ...
-SELECT), the offers' current state updated with one `UPDATE ... FROM` per outcome present in the
-batch (accepted, quarantined, not_modified, failure; each sets `updated_at = now()` itself so
-the WHEN clause of the `offers_set_updated_at` trigger skips its PL/pgSQL call), feed validators
-stored, and the run's checkpoint moved forward. A crash loses at most the batch in flight; a
-re-run skips what is committed because those offers are no longer due in the window, and a
-replayed batch fails as a whole on the (offer_id, observed_at) key instead of duplicating.
+SELECT), every checked offer's narrow `offer_checks` row updated (check time, validators,
+failures and back-off; one `UPDATE ... FROM` per kind of outcome present), the `offers` row
+updated only where the outcome changes the offer's content (price, availability, ...: the
+`changed` flag, from the state the batch read), feed validators stored, and the run's checkpoint
+moved forward. A crash loses at most the batch in flight; a re-run skips what is committed
+because those offers are no longer due in the window, and a replayed batch fails as a whole on
+the (offer_id, observed_at) key instead of duplicating.
 
-Cost (bench/bench_price_tracking.py write, per row, steady state): the offers UPDATE ~6-7 us of
-server time (HOT; ~1.7 us of it the CHECK constraints of offers), staging COPY ~2.6 us,
-INSERT ... SELECT ~3.6 us, Python row building ~4.5 us; a raw COPY of the same rows costs
-~5 us of server time and ~3 us of Python.
+Cost (bench/bench_price_tracking.py write, per row, steady state, 2-core VM): staging COPY ~9 us
+(with the Python row building), INSERT ... SELECT ~7.5 us, offer_checks UPDATE ~6 us (HOT; was
+~12.5 us on the wide offers row before 0015), progress and commit ~4 us; a raw COPY of the same
+rows ~17 us.
 """
 
 from __future__ import annotations
 
 import json
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from psycopg.rows import dict_row
 
 from smartbuy_pipeline.acquisition.politeness import ShopPolicy
 from smartbuy_pipeline.acquisition.sources import Acquired, FeedState, NotModified, OfferTarget, ShopTarget
+from smartbuy_pipeline.domain.offer_state import OfferState, changes_offer
 from smartbuy_pipeline.domain.types import (
     Availability,
     FetchFailure,
@@ -57,16 +60,17 @@ _PRIORITY_PREDICATE = """
 # Keyset page of due offers in one shard. `cutoff` is the window's end: an offer is due when its
 # last check is at least one check interval (the offer's, else the shop's) before it.
 DUE_OFFERS_SQL = """
-select o.id, o.shop_id, o.source_kind, o.locator, o.price_kind, o.etag, o.last_modified,
-       o.price, o.currency, o.quarantined_price
+select o.id, o.shop_id, o.source_kind, o.locator, o.price_kind, c.etag, c.last_modified,
+       o.price, o.currency, o.quarantined_price, o.reference_price, o.freight, o.availability
 from offers o
 join shops s on s.id = o.shop_id
+join offer_checks c on c.offer_id = o.id
 where o.active and s.active
   and o.id > %(after)s
   and o.id %% %(shard_count)s = %(shard)s
-  and (o.last_checked_at is null
-       or o.last_checked_at <= %(cutoff)s - coalesce(o.check_interval, s.check_interval))
-  and (o.unhealthy_until is null or o.unhealthy_until <= %(now)s)
+  and (c.last_checked_at is null
+       or c.last_checked_at <= %(cutoff)s - coalesce(o.check_interval, s.check_interval))
+  and (c.unhealthy_until is null or c.unhealthy_until <= %(now)s)
   and ({phase_predicate})
 order by o.id
 limit %(limit)s
@@ -76,11 +80,12 @@ DUE_COUNT_SQL = f"""
 select count(*) filter (where {_PRIORITY_PREDICATE}) as priority, count(*) as total
 from offers o
 join shops s on s.id = o.shop_id
+join offer_checks c on c.offer_id = o.id
 where o.active and s.active
   and o.id %% %(shard_count)s = %(shard)s
-  and (o.last_checked_at is null
-       or o.last_checked_at <= %(cutoff)s - coalesce(o.check_interval, s.check_interval))
-  and (o.unhealthy_until is null or o.unhealthy_until <= %(now)s)
+  and (c.last_checked_at is null
+       or c.last_checked_at <= %(cutoff)s - coalesce(o.check_interval, s.check_interval))
+  and (c.unhealthy_until is null or c.unhealthy_until <= %(now)s)
 """
 
 SHOPS_SQL = """
@@ -105,13 +110,14 @@ CREATE_BATCH_STAGING = """
 create temporary table if not exists tracking_batch (
     offer_id bigint not null,
     outcome text not null,             -- accepted | quarantined | not_modified | failure
+    changed boolean not null,          -- the outcome changes the offer's row (domain.offer_state)
     observed_at timestamptz not null,
     price numeric(12,2), reference_price numeric(12,2), freight numeric(12,2), currency char(3),
     availability text, source_kind text, details jsonb, etag text, last_modified text, failure_reason text
 ) on commit delete rows
 """
 BATCH_COLUMNS = (
-    "offer_id", "outcome", "observed_at", "price", "reference_price", "freight", "currency",
+    "offer_id", "outcome", "changed", "observed_at", "price", "reference_price", "freight", "currency",
     "availability", "source_kind", "details", "etag", "last_modified", "failure_reason",
 )
 COPY_BATCH = f"copy tracking_batch ({', '.join(BATCH_COLUMNS)}) from stdin"
@@ -125,8 +131,10 @@ from tracking_batch
 where outcome in ('accepted', 'quarantined')
 """
 
-# One statement per outcome present in the batch (the old single statement chose every column
-# with a CASE on the outcome). Each sets updated_at = now() itself, so the WHEN clause of the
+# Every check updates the offer's narrow `offer_checks` row (0015); `offers` only for the outcomes
+# that change its content (`changed`, decided by domain.offer_state.changes_offer from the state
+# the batch read; True when unknown). Statements run only for the outcomes present in the batch.
+# The offers statements set updated_at = now() themselves, so the WHEN clause of the
 # offers_set_updated_at trigger skips the PL/pgSQL call. The rules:
 # - accepted: the new current state; an out-of-stock page without a price keeps the last price
 #   (and its reference price); last_changed_at moves when price, availability or (with a price)
@@ -135,9 +143,26 @@ where outcome in ('accepted', 'quarantined')
 # - not_modified: content unchanged (304): only the check time and validators move;
 # - failure: never a price change, validators kept; count it, and back off after repeated
 #   failures (2^(n - N) hours, capped).
-_FROM_STATE = """
+CHECK_SUCCESS = """
+update offer_checks c set
+    etag = u.etag, last_modified = u.last_modified,
+    last_checked_at = u.observed_at, last_success_at = u.observed_at,
+    consecutive_failures = 0, unhealthy_until = null
 from tracking_batch u
-where o.id = u.offer_id and u.outcome = '{outcome}'
+where c.offer_id = u.offer_id and u.outcome <> 'failure'
+"""
+CHECK_FAILURE = """
+update offer_checks c set
+    last_checked_at = u.observed_at,
+    consecutive_failures = c.consecutive_failures + 1,
+    last_failure_reason = u.failure_reason,
+    unhealthy_until = case
+        when c.consecutive_failures + 1 >= %(unhealthy_after)s
+        then u.observed_at + least(%(max_backoff)s::interval,
+                                   interval '1 hour' * power(2, c.consecutive_failures + 1 - %(unhealthy_after)s))
+        else c.unhealthy_until end
+from tracking_batch u
+where c.offer_id = u.offer_id and u.outcome = 'failure'
 """
 APPLY_ACCEPTED = """
 update offers o set
@@ -152,38 +177,18 @@ update offers o set
              or (u.price is not null and u.reference_price is distinct from o.reference_price)
         then u.observed_at else o.last_changed_at end,
     quarantined_price = null,
-    etag = u.etag, last_modified = u.last_modified,
-    last_checked_at = u.observed_at, last_success_at = u.observed_at,
-    consecutive_failures = 0, unhealthy_until = null, updated_at = now()
-""" + _FROM_STATE.format(outcome="accepted")
+    updated_at = now()
+from tracking_batch u
+where o.id = u.offer_id and u.outcome = 'accepted' and u.changed
+"""
 APPLY_QUARANTINED = """
 update offers o set
     currency = coalesce(u.currency, o.currency),
     quarantined_price = u.price,
-    etag = u.etag, last_modified = u.last_modified,
-    last_checked_at = u.observed_at, last_success_at = u.observed_at,
-    consecutive_failures = 0, unhealthy_until = null, updated_at = now()
-""" + _FROM_STATE.format(outcome="quarantined")
-APPLY_NOT_MODIFIED = """
-update offers o set
-    etag = u.etag, last_modified = u.last_modified,
-    last_checked_at = u.observed_at, last_success_at = u.observed_at,
-    consecutive_failures = 0, unhealthy_until = null, updated_at = now()
-""" + _FROM_STATE.format(outcome="not_modified")
-APPLY_FAILURE = """
-update offers o set
-    last_checked_at = u.observed_at,
-    consecutive_failures = o.consecutive_failures + 1,
-    last_failure_reason = u.failure_reason,
-    unhealthy_until = case
-        when o.consecutive_failures + 1 >= %(unhealthy_after)s
-        then u.observed_at + least(%(max_backoff)s::interval,
-                                   interval '1 hour' * power(2, o.consecutive_failures + 1 - %(unhealthy_after)s))
-        else o.unhealthy_until end,
     updated_at = now()
-""" + _FROM_STATE.format(outcome="failure")
-APPLY_BY_OUTCOME = {"accepted": APPLY_ACCEPTED, "quarantined": APPLY_QUARANTINED,
-                    "not_modified": APPLY_NOT_MODIFIED, "failure": APPLY_FAILURE}
+from tracking_batch u
+where o.id = u.offer_id and u.outcome = 'quarantined' and u.changed
+"""
 
 UPDATE_FEED_STATE = """
 update shops s set feed_etag = v.etag, feed_last_modified = v.last_modified
@@ -293,6 +298,8 @@ def due_offers(conn: psycopg.Connection, window: ShardWindow, *, phase: str, aft
             offer_id=r[0], shop_id=r[1], source_kind=SourceKind(r[2]), locator=r[3],
             price_kind=PriceKind(r[4]) if r[4] else None, etag=r[5], last_modified=r[6],
             last_good_price=_money(r[7], r[8]), quarantined_price=_money(r[9], r[8]),
+            state=OfferState(price=r[7], reference_price=r[10], freight=r[11], currency=r[8],
+                             availability=r[12], quarantined_price=r[9]),
         )
         for r in rows
     ]
@@ -327,6 +334,7 @@ def outcome_label(a: Acquired) -> str:
 class BatchResult:
     observations: int
     counts: Counter
+    offers_changed: int = 0  # observations that changed the offer's row
 
 
 def record_batch(
@@ -337,16 +345,22 @@ def record_batch(
     phase: str,
     last_offer_id: int,
     currency_of: Mapping[int, str],
+    current: Mapping[int, OfferState] | None = None,
     feed_states: Sequence[FeedState] = (),
 ) -> BatchResult:
-    """Write one batch in the caller's transaction (set-based: one COPY, one INSERT, one UPDATE).
+    """Write one batch in the caller's transaction (set-based: one COPY, then one statement per
+    table and outcome present).
 
     `currency_of` maps offer id to its shop's currency: an out-of-stock observation without any
-    amount still records the currency it was expected in."""
-    accepted = quarantined = not_modified = failed = 0
+    amount still records the currency it was expected in. `current` maps offer id to the state
+    the batch read (OfferTarget.state): observations that change nothing skip the `offers` row;
+    offers missing from it are written."""
+    accepted = quarantined = not_modified = failed = changed = 0
     failed_by: Counter = Counter()
+    state_of = (current or {}).get
     with conn.cursor() as cur:
-        cur.execute(CREATE_BATCH_STAGING)
+        if conn not in _STAGED:
+            cur.execute(CREATE_BATCH_STAGING)
         with cur.copy(COPY_BATCH) as copy:
             write = copy.write_row
             for a in results:
@@ -361,23 +375,25 @@ def record_batch(
                         accepted += 1
                     price, reference, freight = o.price, o.reference_price, o.freight
                     money = price or reference or freight
-                    write((o.offer_id, label, o.observed_at,
+                    currency = money.currency if money is not None else currency_of[o.offer_id]
+                    change = changes_offer(state_of(o.offer_id), o, currency)
+                    changed += change
+                    write((o.offer_id, label, change, o.observed_at,
                            price.amount if price is not None else None,
                            reference.amount if reference is not None else None,
                            freight.amount if freight is not None else None,
-                           money.currency if money is not None else currency_of[o.offer_id],
-                           _VALUE[o.availability], _VALUE[o.source_kind], _details_json(o.details),
+                           currency, _VALUE[o.availability], _VALUE[o.source_kind], _details_json(o.details),
                            a.etag, a.last_modified, None))
                 elif kind is NotModified or isinstance(o, NotModified):
                     not_modified += 1
-                    write((o.offer_id, "not_modified", o.observed_at, None, None, None, None, None, None, None,
+                    write((o.offer_id, "not_modified", False, o.observed_at, None, None, None, None, None, None, None,
                            a.etag, a.last_modified, None))
                 else:
                     if not isinstance(o, FetchFailure):
                         raise TypeError(f"unexpected outcome {o!r}")
                     failed += 1
                     failed_by[o.reason.value] += 1
-                    write((o.offer_id, "failure", o.observed_at, None, None, None, None, None, None, None,
+                    write((o.offer_id, "failure", False, o.observed_at, None, None, None, None, None, None, None,
                            None, None, o.reason.value))
         counts = Counter({k: v for k, v in (("accepted", accepted), ("quarantined", quarantined),
                                             ("not_modified", not_modified), ("failure", failed)) if v})
@@ -385,10 +401,15 @@ def record_batch(
             counts[f"failed_{reason}"] = n
         if accepted or quarantined:
             cur.execute(INSERT_OBSERVATIONS, {"run_key": window.partition_key})
-        params = {"unhealthy_after": UNHEALTHY_AFTER_FAILURES, "max_backoff": MAX_BACKOFF}
-        for outcome, sql in APPLY_BY_OUTCOME.items():
-            if counts[outcome]:
-                cur.execute(sql, params if outcome == "failure" else None)
+        if accepted or quarantined or not_modified:
+            cur.execute(CHECK_SUCCESS)
+        if failed:
+            cur.execute(CHECK_FAILURE, {"unhealthy_after": UNHEALTHY_AFTER_FAILURES, "max_backoff": MAX_BACKOFF})
+        if changed:
+            if accepted:
+                cur.execute(APPLY_ACCEPTED)
+            if quarantined:
+                cur.execute(APPLY_QUARANTINED)
         if feed_states:
             cur.execute(UPDATE_FEED_STATE, {"ids": [f.shop_id for f in feed_states],
                                             "etags": [f.etag for f in feed_states],
@@ -396,7 +417,21 @@ def record_batch(
         cur.execute(UPSERT_PROGRESS, {**window.keys, "phase": phase,
                                       "last_offer_id": last_offer_id, "offers": len(results),
                                       "counts": json.dumps(dict(counts))})
-    return BatchResult(observations=counts["accepted"] + counts["quarantined"], counts=counts)
+    return BatchResult(observations=counts["accepted"] + counts["quarantined"], counts=counts,
+                       offers_changed=changed)
+
+
+# Connections whose session already has the staging table (prepare_session): record_batch then
+# skips the CREATE ... IF NOT EXISTS, a round trip and ~1 ms per batch.
+_STAGED: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
+
+
+def prepare_session(conn: psycopg.Connection) -> None:
+    """Create the session's staging table once, committed (call outside any transaction, or in
+    autocommit); record_batch otherwise creates it inside every batch's transaction."""
+    with conn.transaction():
+        conn.execute(CREATE_BATCH_STAGING)
+    _STAGED.add(conn)
 
 
 _VALUE = {m: m.value for enum in (Availability, SourceKind) for m in enum}  # faster than Enum.value
@@ -436,8 +471,8 @@ where observed_at >= %(since)s
 
 STALE_OFFERS_SQL = """
 select count(*) as active,
-       count(*) filter (where o.last_checked_at is null or o.last_checked_at < now() - %(age)s::interval) as stale
-from offers o join shops s on s.id = o.shop_id
+       count(*) filter (where c.last_checked_at is null or c.last_checked_at < now() - %(age)s::interval) as stale
+from offers o join shops s on s.id = o.shop_id join offer_checks c on c.offer_id = o.id
 where o.active and s.active
 """
 

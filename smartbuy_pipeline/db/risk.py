@@ -95,10 +95,11 @@ select o.id as offer_id, o.product_id, o.shop_id,
        o.availability,
        s.reputation_score,
        s.created_at as shop_first_seen_at,
-       o.last_success_at as last_good_at
+       c.last_success_at as last_good_at
 from offers o
 join products_of p on p.product_id = o.product_id
 join shops s on s.id = o.shop_id
+join offer_checks c on c.offer_id = o.id
 """
 
 # The same rows as CSV for pandas' C parser (no Python object per value): times as Unix
@@ -116,10 +117,11 @@ copy (
            o.availability,
            s.reputation_score,
            (extract(epoch from s.created_at) * 1000000)::bigint,
-           (extract(epoch from o.last_success_at) * 1000000)::bigint
+           (extract(epoch from c.last_success_at) * 1000000)::bigint
     from offers o
     join products_of p on p.product_id = o.product_id
     join shops s on s.id = o.shop_id
+    join offer_checks c on c.offer_id = o.id
 ) to stdout (format csv)
 """
 CONTEXT_CSV_DTYPES = {

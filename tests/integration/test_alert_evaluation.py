@@ -68,9 +68,11 @@ class World:
         locator = f"https://shop.example/p/{i}" if source_kind == "page" else f"sku-{i}"
         offer = self.conn.execute(
             "insert into offers (product_id, shop_id, source_kind, locator, price, freight, currency, availability,"
-            " last_success_at, last_changed_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) returning id",
-            (product, shop, source_kind, locator, price, freight, currency, availability, changed_at, changed_at),
+            " last_changed_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s) returning id",
+            (product, shop, source_kind, locator, price, freight, currency, availability, changed_at),
         ).fetchone()[0]
+        # the offer_checks row is created by the insert trigger on offers (0015)
+        self.conn.execute("update offer_checks set last_success_at = %s where offer_id = %s", (changed_at, offer))
         if bucket is not None:
             self.score(offer, bucket, at=T0 - 10 * H)
         return offer

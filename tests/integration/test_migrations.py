@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -118,3 +119,39 @@ def test_project_migrations_apply_cleanly_and_are_idempotent(empty_db_url):
     assert files, "sql/ must hold the schema migrations"
     assert [m.version for m in migrate(empty_db_url)] == [m.version for m in files]
     assert migrate(empty_db_url) == []
+
+
+def test_0015_moves_each_offers_check_state_to_offer_checks(empty_db_url, tmp_path):
+    """Applied to a database tracked before 0015: every offer's check state arrives unchanged."""
+    for m in discover(MIGRATIONS_DIR):
+        if m.version < 15:
+            shutil.copy(MIGRATIONS_DIR / m.filename, tmp_path / m.filename)
+    migrate(empty_db_url, tmp_path)
+    with psycopg.connect(empty_db_url.url, autocommit=True) as conn:
+        conn.execute("insert into products (gtin, name) values ('07891234567895', 'Cafeteira')")
+        conn.execute("insert into shops (name, domain) values ('Loja', 'loja.example')")
+        conn.execute("""
+            insert into offers (product_id, shop_id, source_kind, locator, price, currency, etag, last_modified,
+                                last_checked_at, last_success_at, consecutive_failures, last_failure_reason,
+                                unhealthy_until)
+            values (1, 1, 'page', 'https://loja.example/a', 10.00, 'BRL', '"v1"', 'Mon', '2026-11-01 10:00Z',
+                    '2026-11-01 09:00Z', 5, 'http_5xx', '2026-11-01 12:00Z'),
+                   (1, 1, 'page', 'https://loja.example/b', null, null, null, null, null, null, 0, null, null)
+        """)
+    shutil.copy(MIGRATIONS_DIR / "0015_offer_checks.sql", tmp_path / "0015_offer_checks.sql")
+    assert [m.version for m in migrate(empty_db_url, tmp_path)] == [15]
+    with psycopg.connect(empty_db_url.url) as conn:
+        conn.execute("set time zone 'UTC'")
+        rows = conn.execute("""
+            select o.locator, c.etag, c.last_modified, c.last_checked_at::text, c.last_success_at::text,
+                   c.consecutive_failures, c.last_failure_reason, c.unhealthy_until::text
+            from offers o join offer_checks c on c.offer_id = o.id order by o.locator
+        """).fetchall()
+        dropped = conn.execute("select count(*) from information_schema.columns where table_name = 'offers'"
+                               " and column_name in ('etag', 'last_checked_at', 'consecutive_failures')").fetchone()
+    assert rows == [
+        ("https://loja.example/a", '"v1"', "Mon", "2026-11-01 10:00:00+00", "2026-11-01 09:00:00+00", 5, "http_5xx",
+         "2026-11-01 12:00:00+00"),
+        ("https://loja.example/b", None, None, None, None, 0, None, None),
+    ]
+    assert dropped == (0,)

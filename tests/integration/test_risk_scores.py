@@ -63,8 +63,11 @@ def load_demo(url, now: datetime = NOW, days: int = DAYS) -> dict[str, int]:
         conn.execute(
             "update offers o set price = coalesce(c.price, o.price), reference_price = c.ref,"
             " freight = c.freight, availability = c.availability, currency = 'BRL',"
-            " last_checked_at = c.seen, last_success_at = c.seen, last_changed_at = c.changed"
+            " last_changed_at = c.changed"
             " from cur c where c.id = o.id")
+        conn.execute(
+            "update offer_checks k set last_checked_at = c.seen, last_success_at = c.seen"
+            " from cur c where c.id = k.offer_id")
     return key_to_id
 
 
@@ -140,11 +143,12 @@ def test_incremental_rescoring_only_changed_offers(demo_db):
     later = NOW + timedelta(hours=1)
     steady, drop, fake = ids[STEADY], ids[S.DEMO_GENUINE_DROP], ids[S.DEMO_BF_FAKE]
     with psycopg.connect(url.url) as conn:
-        conn.execute("update offers set price = price - 1.00, last_changed_at = %s, last_success_at = %s"
-                     " where id = %s", (later, later, steady))
+        conn.execute("update offers set price = price - 1.00, last_changed_at = %s where id = %s",
+                     (later, steady))
+        conn.execute("update offer_checks set last_success_at = %s where offer_id = %s", (later, steady))
         conn.execute("update offers set availability = 'out_of_stock', last_changed_at = %s where id = %s",
                      (later, fake))
-        conn.execute("update offers set last_success_at = %s, last_checked_at = %s where id = %s",
+        conn.execute("update offer_checks set last_success_at = %s, last_checked_at = %s where offer_id = %s",
                      (later, later, drop))
     before = scores(url, ids.values())
     result = materialize(url, as_of=later + timedelta(minutes=5))

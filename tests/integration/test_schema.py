@@ -92,32 +92,52 @@ def test_products_reject_short_gtin(conn):
 
 
 # ------------------------------------------------------------------------------------ money
-@pytest.mark.parametrize("assignment, constraint", [
-    ("price = 0", "offers_price_positive"),
-    ("price = -1.00", "offers_price_positive"),
-    ("reference_price = 0", "offers_reference_price_positive"),
-    ("freight = -0.01", "offers_freight_non_negative"),
-    ("quarantined_price = 0", "offers_quarantined_price_positive"),
-    ("currency = 'brl'", "offers_currency_format"),
-    ("currency = 'R$'", "offers_currency_format"),
-    ("currency = null", "offers_money_has_currency"),
-    ("availability = 'available'", "offers_availability_valid"),
-    ("price_kind = 'installment'", "offers_price_kind_valid"),
-    ("last_failure_reason = 'oops'", "offers_last_failure_reason_valid"),
-    ("consecutive_failures = -1", "offers_consecutive_failures_non_negative"),
+# Per-check bookkeeping lives in offer_checks (0015), keyed by offer_id; the rest on offers.
+@pytest.mark.parametrize("table, assignment, constraint", [
+    ("offers", "price = 0", "offers_price_positive"),
+    ("offers", "price = -1.00", "offers_price_positive"),
+    ("offers", "reference_price = 0", "offers_reference_price_positive"),
+    ("offers", "freight = -0.01", "offers_freight_non_negative"),
+    ("offers", "quarantined_price = 0", "offers_quarantined_price_positive"),
+    ("offers", "currency = 'brl'", "offers_currency_format"),
+    ("offers", "currency = 'R$'", "offers_currency_format"),
+    ("offers", "currency = null", "offers_money_has_currency"),
+    ("offers", "availability = 'available'", "offers_availability_valid"),
+    ("offers", "price_kind = 'installment'", "offers_price_kind_valid"),
+    ("offer_checks", "last_failure_reason = 'oops'", "offer_checks_last_failure_reason_valid"),
+    ("offer_checks", "consecutive_failures = -1", "offer_checks_consecutive_failures_non_negative"),
 ])
-def test_offer_checks(conn, offer, assignment, constraint):
+def test_offer_checks(conn, offer, table, assignment, constraint):
+    key = {"offers": "id", "offer_checks": "offer_id"}[table]
     with pytest.raises(errors.CheckViolation) as exc:
-        conn.execute(f"update offers set {assignment} where id = %s", (offer,))
+        conn.execute(f"update {table} set {assignment} where {key} = %s", (offer,))
     assert constraint_of(exc) == constraint
+
+
+def test_every_offer_has_one_offer_checks_row(conn, offer):
+    """0015's statement-level triggers: rows appear with each inserted offer (never checked) and go
+    with each deleted one."""
+    shop_id, product_id = conn.execute("select shop_id, product_id from offers where id = %s", (offer,)).fetchone()
+    more = [r[0] for r in conn.execute(
+        "insert into offers (product_id, shop_id, source_kind, locator)"
+        " select %s, %s, 'page', 'https://loja.example/p/x' || i from generate_series(1, 3) i returning id",
+        (product_id, shop_id))]
+    rows = conn.execute("select offer_id, last_checked_at, consecutive_failures from offer_checks order by offer_id")
+    assert rows.fetchall() == [(o, None, 0) for o in sorted([offer, *more])]
+    conn.execute("delete from offers where id = any(%s)", (more[:2],))
+    assert conn.execute("select array_agg(offer_id order by offer_id) from offer_checks").fetchone()[0] == \
+        sorted([offer, more[2]])
 
 
 def test_offer_accepts_valid_values_and_rounds_to_cents(conn, offer):
     row = conn.execute("update offers set price = 2879.2, freight = 0, reference_price = 3199.999,"
-                       " price_kind = 'cash', availability = 'out_of_stock', last_failure_reason = 'bot_wall'"
+                       " price_kind = 'cash', availability = 'out_of_stock'"
                        " where id = %s returning price::text, reference_price::text, freight::text",
                        (offer,)).fetchone()
     assert row == ("2879.20", "3200.00", "0.00")
+    checks = conn.execute("update offer_checks set last_failure_reason = 'bot_wall' where offer_id = %s"
+                          " returning last_failure_reason", (offer,)).fetchall()
+    assert checks == [("bot_wall",)]
     conn.execute("update offers set price = null, currency = null, reference_price = null, freight = null"
                  " where id = %s", (offer,))
 

@@ -373,7 +373,10 @@ def test_pipeline_role_can_do_its_job(conn, world):
                              " source_kind) from stdin") as copy:
             copy.write_row((offer, "2035-01-10T12:00:00+00:00", "10.50", "BRL", "in_stock", "accepted",
                             "merchant_feed"))
-        c.execute("update offers set price = 10.50, currency = 'BRL', last_checked_at = now() where id = %s", (offer,))
+        c.execute("update offers set price = 10.50, currency = 'BRL' where id = %s", (offer,))
+        # the check bookkeeping lives in offer_checks (0015); its row came from the insert trigger
+        assert c.execute("update offer_checks set last_checked_at = now() where offer_id = %s",
+                         (offer,)).rowcount == 1
         c.execute("insert into offer_risk_scores (offer_id, score, bucket, model_version) values (%s, 70, 'B', 'v1')"
                   " on conflict (offer_id) do update set score = excluded.score, bucket = excluded.bucket", (offer,))
         c.execute("insert into offer_risk_score_history (offer_id, score, bucket, model_version)"

@@ -20,6 +20,11 @@ def window(hours_ahead: int = 1, shard: int = 0, count: int = 1) -> prices.Shard
     return prices.ShardWindow(hour.strftime("%Y-%m-%d-%H:%M"), shard, count, hour + timedelta(hours=hours_ahead))
 
 
+# Check bookkeeping lives on offer_checks (0015); an offer without its row counts as unchecked.
+UNCHECKED_SQL = ("select count(*) from offers o left join offer_checks c on c.offer_id = o.id"
+                 " where c.last_checked_at is null")
+
+
 def scalar(url, sql, params=None):
     with psycopg.connect(url.url) as conn:
         return conn.execute(sql, params).fetchone()[0]
@@ -33,7 +38,7 @@ def test_window_tracks_every_due_offer_once_and_rerun_is_idempotent(db_url, cata
     assert report.processed == n_offers
     assert report.batches == -(-n_offers // 10)
     assert report.observations + report.failed + report.not_modified == n_offers
-    assert scalar(db_url, "select count(*) from offers where last_checked_at is null") == 0
+    assert scalar(db_url, UNCHECKED_SQL) == 0
     observed = scalar(db_url, "select count(*) from price_history")
     assert observed == report.observations
     assert scalar(db_url, "select count(distinct offer_id) from price_history") == observed
@@ -49,7 +54,7 @@ def test_window_tracks_every_due_offer_once_and_rerun_is_idempotent(db_url, cata
 def test_shards_partition_the_catalog(db_url, catalog):
     reports = [track_window(db_url, window(shard=s, count=3), FAST) for s in range(3)]
     assert sum(r.processed for r in reports) == len(catalog["offers"])
-    assert scalar(db_url, "select count(*) from offers where last_checked_at is null") == 0
+    assert scalar(db_url, UNCHECKED_SQL) == 0
 
 
 def test_crash_after_a_batch_resumes_without_duplicates_or_gaps(db_url, catalog):
@@ -58,7 +63,7 @@ def test_crash_after_a_batch_resumes_without_duplicates_or_gaps(db_url, catalog)
     assert partial.processed == 20
     rest = track_window(db_url, w, FAST)
     assert rest.processed == len(catalog["offers"]) - 20
-    assert scalar(db_url, "select count(*) from offers where last_checked_at is null") == 0
+    assert scalar(db_url, UNCHECKED_SQL) == 0
     dupes = scalar(db_url, "select count(*) from (select offer_id from price_history group by offer_id having count(*) > 1) d")
     assert dupes == 0
 
@@ -74,13 +79,14 @@ def test_failures_keep_the_last_good_price(db_url, catalog, sim):
     assert price_before is not None
     sim.set_faults(offer=offer_key, faults=[Fault(FaultKind.SERVER_ERROR_BURST, count=100)])
     with psycopg.connect(db_url.url) as conn:
-        conn.execute("update offers set last_checked_at = now() - interval '2 hours', etag = null where id = %s",
-                     (offer_id,))
+        conn.execute("update offer_checks set last_checked_at = now() - interval '2 hours', etag = null"
+                     " where offer_id = %s", (offer_id,))
     report = track_window(db_url, window(hours_ahead=2), FAST)
     assert any(line.startswith(f"offer {offer_id}: http_5xx: ") for line in report.failures_sample)
     with psycopg.connect(db_url.url) as conn:
         price, failures, reason = conn.execute(
-            "select price, consecutive_failures, last_failure_reason from offers where id = %s", (offer_id,)).fetchone()
+            "select o.price, c.consecutive_failures, c.last_failure_reason from offers o"
+            " join offer_checks c on c.offer_id = o.id where o.id = %s", (offer_id,)).fetchone()
     assert (price, failures, reason) == (price_before, 1, "http_5xx")
     assert scalar(db_url, "select count(*) from price_history where offer_id = %s", (offer_id,)) == 1
 
@@ -122,18 +128,20 @@ def test_sigkill_mid_run_then_rerun_has_exact_counts(db_url, catalog, sim):
         proc.wait(10)
     finally:
         proc.kill()
-    committed = scalar(db_url, "select count(*) from offers where last_checked_at is not null")
+    committed = scalar(db_url, "select count(*) from offers o join offer_checks c on c.offer_id = o.id"
+                               " where c.last_checked_at is not null")
     n_offers = len(catalog["offers"])
     assert 10 <= committed < n_offers, "killed mid-run: some but not all batches committed"
     assert committed % 5 == 0, "only whole batches are committed"
     sim.clear_faults()
     rest = track_window(db_url, w, FAST)
     assert rest.processed == n_offers - committed
-    assert scalar(db_url, "select count(*) from offers where last_checked_at is null") == 0
+    assert scalar(db_url, UNCHECKED_SQL) == 0
     assert scalar(db_url, "select count(*) from price_history") == scalar(
         db_url, "select count(distinct offer_id) from price_history")
     observed = scalar(db_url, "select count(*) from price_history")
-    failed = scalar(db_url, "select count(*) from offers where consecutive_failures > 0")
+    failed = scalar(db_url, "select count(*) from offers o join offer_checks c on c.offer_id = o.id"
+                            " where c.consecutive_failures > 0")
     assert observed + failed == n_offers
 
 
@@ -148,10 +156,11 @@ def test_offers_wished_for_go_first(db_url, catalog):
         wished = conn.execute("select count(*) from offers where product_id = %s", (product_id,)).fetchone()[0]
     report = track_window(db_url, window(), FAST, stop_after_batches=1)
     assert report.priority_due == wished
-    checked = scalar(db_url, "select array_agg(id order by id) from offers where last_checked_at is not null")
+    checked = scalar(db_url, "select array_agg(o.id order by o.id) from offers o"
+                             " join offer_checks c on c.offer_id = o.id where c.last_checked_at is not null")
     assert offer_id in checked
-    assert scalar(db_url, "select count(*) from offers where product_id = %s and last_checked_at is null",
-                  (product_id,)) == 0
+    assert scalar(db_url, "select count(*) from offers o left join offer_checks c on c.offer_id = o.id"
+                          " where o.product_id = %s and c.last_checked_at is null", (product_id,)) == 0
 
 
 def test_repeated_failures_back_the_offer_off(db_url, catalog, sim):
@@ -161,17 +170,17 @@ def test_repeated_failures_back_the_offer_off(db_url, catalog, sim):
     offer_id = scalar(db_url, "select id from offers where locator like %s", (f"%/{key}",))
     sim.set_faults(offer=key, faults=[Fault(FaultKind.SERVER_ERROR_BURST, count=1000)])
     with psycopg.connect(db_url.url) as conn:
-        conn.execute("update offers set consecutive_failures = 4 where id = %s", (offer_id,))
+        conn.execute("update offer_checks set consecutive_failures = 4 where offer_id = %s", (offer_id,))
     track_window(db_url, window(), FAST)
     with psycopg.connect(db_url.url) as conn:
         failures, until, checked = conn.execute(
-            "select consecutive_failures, unhealthy_until, last_checked_at from offers where id = %s",
+            "select consecutive_failures, unhealthy_until, last_checked_at from offer_checks where offer_id = %s",
             (offer_id,)).fetchone()
     assert failures == 5
     assert until == checked + timedelta(hours=1)  # 2^(5-5) hours after the 5th failure
     # Due again by its check interval, but backed off: the next window skips it.
     with psycopg.connect(db_url.url) as conn:
-        conn.execute("update offers set last_checked_at = last_checked_at - interval '2 hours'")
+        conn.execute("update offer_checks set last_checked_at = last_checked_at - interval '2 hours'")
     again = track_window(db_url, window(hours_ahead=1), FAST)
     assert again.offers_due == len(catalog["offers"]) - 1
 
@@ -188,4 +197,5 @@ def test_a_shops_feed_is_downloaded_once_per_run_across_batches(db_url, catalog,
     # The feed's offers were spread over several batches of 2; the feed crossed the wire once.
     assert sim.stats(feed_shop.slug)["requests"] == 1
     assert scalar(db_url, "select count(*) from offers o join shops s on s.id = o.shop_id "
-                          "where s.feed_url is not null and o.last_checked_at is not null") == feed_offers
+                          "join offer_checks c on c.offer_id = o.id "
+                          "where s.feed_url is not null and c.last_checked_at is not null") == feed_offers

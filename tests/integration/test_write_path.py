@@ -1,4 +1,7 @@
-"""The batch write path (`db.prices.record_batch`): every outcome's rule, exact figures."""
+"""The batch write path (`db.prices.record_batch`): every outcome's rule, exact figures.
+
+Since 0015 an offer's content lives on `offers` and its per-check bookkeeping (check times,
+validators, failures, back-off) on `offer_checks`, one row per offer."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from psycopg import errors
 from smartbuy_pipeline.acquisition.sources import Acquired, NotModified
 from smartbuy_pipeline.db import prices
 from smartbuy_pipeline.domain.gtin import make_gtin13, normalize_gtin
+from smartbuy_pipeline.domain.offer_state import OfferState
 from smartbuy_pipeline.domain.types import (
     Availability,
     FailureReason,
@@ -28,9 +32,12 @@ from smartbuy_pipeline.domain.types import (
 AT = datetime(2026, 11, 26, 10, 30, tzinfo=UTC)
 BEFORE = AT - timedelta(hours=1)
 WINDOW = prices.ShardWindow("2026-11-26-10:00", 0, 1, AT)
-STATE = ("price", "reference_price", "freight", "currency", "availability", "last_changed_at", "quarantined_price",
-         "etag", "last_modified", "last_checked_at", "last_success_at", "consecutive_failures",
-         "last_failure_reason", "unhealthy_until")
+OFFER_STATE = ("price", "reference_price", "freight", "currency", "availability", "last_changed_at",
+               "quarantined_price")  # on offers
+CHECK_STATE = ("etag", "last_modified", "last_checked_at", "last_success_at", "consecutive_failures",
+               "last_failure_reason", "unhealthy_until")  # on offer_checks (0015)
+STATE = OFFER_STATE + CHECK_STATE
+UNTOUCHED = datetime(2020, 1, 1, tzinfo=UTC)  # the fixture offers' updated_at
 
 
 def brl(amount: str) -> Money:
@@ -50,19 +57,27 @@ def offers(conn) -> list[int]:
     product = conn.execute("insert into products (gtin, name) values (%s, 'Cafeteira') returning id",
                            (normalize_gtin(make_gtin13("789", 7)),)).fetchone()[0]
     shop = conn.execute("insert into shops (name, domain) values ('Loja', 'loja.example') returning id").fetchone()[0]
-    return [conn.execute(
+    ids = [conn.execute(
         "insert into offers (product_id, shop_id, source_kind, locator, price, reference_price, currency,"
-        " availability, etag, last_modified, last_checked_at, last_success_at, last_changed_at,"
-        " consecutive_failures, last_failure_reason, quarantined_price, updated_at)"
-        " values (%s, %s, 'page', %s, 100.00, 120.00, 'BRL', 'in_stock', '\"old\"', 'Mon', %s, %s, %s,"
-        " %s, %s, %s, '2020-01-01T00:00:00Z') returning id",
-        (product, shop, f"https://loja.example/p/{i}", BEFORE, BEFORE, BEFORE,
-         4 if i == 5 else 0, "timeout" if i == 5 else None, Decimal("50.00") if i == 2 else None),
+        " availability, last_changed_at, quarantined_price, updated_at)"
+        " values (%s, %s, 'page', %s, 100.00, 120.00, 'BRL', 'in_stock', %s, %s, '2020-01-01T00:00:00Z')"
+        " returning id",
+        (product, shop, f"https://loja.example/p/{i}", BEFORE, Decimal("50.00") if i == 2 else None),
     ).fetchone()[0] for i in range(6)]
+    # The insert trigger created each offer's offer_checks row; give it the known check state.
+    for i, offer_id in enumerate(ids):
+        updated = conn.execute(
+            "update offer_checks set etag = '\"old\"', last_modified = 'Mon', last_checked_at = %s,"
+            " last_success_at = %s, consecutive_failures = %s, last_failure_reason = %s where offer_id = %s",
+            (BEFORE, BEFORE, 4 if i == 5 else 0, "timeout" if i == 5 else None, offer_id))
+        assert updated.rowcount == 1
+    return ids
 
 
 def state(conn, offer_id: int) -> dict:
-    row = conn.execute(f"select {', '.join(STATE)} from offers where id = %s", (offer_id,)).fetchone()
+    columns = ", ".join([f"o.{c}" for c in OFFER_STATE] + [f"c.{c}" for c in CHECK_STATE])
+    row = conn.execute(f"select {columns} from offers o join offer_checks c on c.offer_id = o.id where o.id = %s",
+                       (offer_id,)).fetchone()
     return dict(zip(STATE, row, strict=True))
 
 
@@ -92,6 +107,7 @@ def test_each_outcome_follows_its_rule(conn, offers):
     assert result.observations == 4
     assert result.counts == Counter({"accepted": 3, "quarantined": 1, "not_modified": 1, "failure": 1,
                                      "failed_http_5xx": 1})
+    assert result.offers_changed == 4  # without `current`, every observation writes its offer
     checked = {"last_checked_at": AT, "last_success_at": AT, "consecutive_failures": 0, "unhealthy_until": None,
                "last_failure_reason": None}
     assert state(conn, changed) == {**checked, "price": Decimal("89.90"), "reference_price": Decimal("120.00"),
@@ -123,8 +139,11 @@ def test_each_outcome_follows_its_rule(conn, offers):
                                     "last_modified": "Mon", "last_checked_at": AT, "last_success_at": BEFORE,
                                     "consecutive_failures": 5, "last_failure_reason": "http_5xx",
                                     "unhealthy_until": AT + timedelta(hours=1)}
-    # The write path sets updated_at itself (the trigger's WHEN clause then skips the function).
-    assert conn.execute("select count(*) from offers where updated_at = %s", (now,)).fetchone()[0] == 6
+    # The write path sets updated_at itself (the trigger's WHEN clause then skips the function), on
+    # the offers of the observations only: a 304 or a failure touches offer_checks alone.
+    updated = conn.execute("select id, updated_at from offers order by id").fetchall()
+    assert updated == [(changed, now), (same, now), (quarantined, now), (out_of_stock, now),
+                       (not_modified, UNTOUCHED), (failing, UNTOUCHED)]
     history = conn.execute("select offer_id, price, currency, reference_price, availability, status, source_kind,"
                            " details, run_key from price_history order by offer_id").fetchall()
     assert history == [
@@ -141,6 +160,77 @@ def test_each_outcome_follows_its_rule(conn, offers):
                             " where partition_key = %s", (WINDOW.partition_key,)).fetchone()
     assert progress == ("rest", failing, 1, 6, {"accepted": 3, "quarantined": 1, "not_modified": 1, "failure": 1,
                                                 "failed_http_5xx": 1})
+
+
+def test_only_changed_observations_write_the_offers_row(conn, offers):
+    unchanged, changed, same_quarantine, not_modified, out_of_stock, failing = offers
+    # The states the batch read, as the tracker reads them (the due offers of the window).
+    targets = prices.due_offers(conn, WINDOW, phase=prices.REST, after=0, limit=100, now=AT)
+    current = {t.offer_id: t.state for t in targets}
+    published = OfferState(price=Decimal("100.00"), reference_price=Decimal("120.00"), freight=None, currency="BRL",
+                           availability="in_stock", quarantined_price=None)
+    assert current == {o: published if o != same_quarantine
+                       else OfferState(Decimal("100.00"), Decimal("120.00"), None, "BRL", "in_stock", Decimal("50.00"))
+                       for o in offers}
+    before = dict(conn.execute("select id, xmin::text from offers").fetchall())
+    batch = [
+        # Same price, reference and availability, nothing pending: nothing to write on offers.
+        Acquired(unchanged, observation(unchanged, brl("100.00"), brl("120.00")), etag='"v2"', last_modified="Wed"),
+        Acquired(changed, observation(changed, brl("89.90"), brl("120.00")), etag='"new"'),
+        # The same suspicious price as the one already pending.
+        Acquired(same_quarantine, observation(same_quarantine, brl("50.00"), status=ObservationStatus.QUARANTINED,
+                                              details={"method": "jsonld", "quarantine": {"reason": "drop"}})),
+        Acquired(not_modified, NotModified(not_modified, AT), etag='"nm"', last_modified="Tue"),
+        Acquired(out_of_stock, observation(out_of_stock, None, availability=Availability.OUT_OF_STOCK)),
+        Acquired(failing, FetchFailure(failing, FailureReason.HTTP_5XX, "503", AT)),
+    ]
+    with conn.transaction():
+        now = conn.execute("select now()").fetchone()[0]
+        result = prices.record_batch(conn, batch, window=WINDOW, phase=prices.REST, last_offer_id=failing,
+                                     currency_of={o: "BRL" for o in offers}, current=current)
+    assert result.observations == 4
+    assert result.counts == Counter({"accepted": 3, "quarantined": 1, "not_modified": 1, "failure": 1,
+                                     "failed_http_5xx": 1})
+    assert result.offers_changed == 2  # the new price and the new availability
+    after = dict(conn.execute("select id, xmin::text from offers").fetchall())
+    assert {o for o in offers if after[o] != before[o]} == {changed, out_of_stock}
+    assert conn.execute("select id, updated_at from offers order by id").fetchall() == [
+        (unchanged, UNTOUCHED), (changed, now), (same_quarantine, UNTOUCHED), (not_modified, UNTOUCHED),
+        (out_of_stock, now), (failing, UNTOUCHED)]
+    checked = {"last_checked_at": AT, "last_success_at": AT, "consecutive_failures": 0, "unhealthy_until": None,
+               "last_failure_reason": None}
+    # Unchanged: the offers row as it was, its offer_checks row moved (check time, validators).
+    assert state(conn, unchanged) == {**checked, "price": Decimal("100.00"), "reference_price": Decimal("120.00"),
+                                      "freight": None, "currency": "BRL", "availability": "in_stock",
+                                      "last_changed_at": BEFORE, "quarantined_price": None, "etag": '"v2"',
+                                      "last_modified": "Wed"}
+    assert state(conn, changed) == {**checked, "price": Decimal("89.90"), "reference_price": Decimal("120.00"),
+                                    "freight": None, "currency": "BRL", "availability": "in_stock",
+                                    "last_changed_at": AT, "quarantined_price": None, "etag": '"new"',
+                                    "last_modified": None}
+    assert state(conn, same_quarantine) == {**checked, "price": Decimal("100.00"),
+                                            "reference_price": Decimal("120.00"), "freight": None, "currency": "BRL",
+                                            "availability": "in_stock", "last_changed_at": BEFORE,
+                                            "quarantined_price": Decimal("50.00"), "etag": None,
+                                            "last_modified": None}
+    assert state(conn, not_modified) == {**checked, "price": Decimal("100.00"), "reference_price": Decimal("120.00"),
+                                         "freight": None, "currency": "BRL", "availability": "in_stock",
+                                         "last_changed_at": BEFORE, "quarantined_price": None, "etag": '"nm"',
+                                         "last_modified": "Tue"}
+    assert state(conn, out_of_stock) == {**checked, "price": Decimal("100.00"), "reference_price": Decimal("120.00"),
+                                         "freight": None, "currency": "BRL", "availability": "out_of_stock",
+                                         "last_changed_at": AT, "quarantined_price": None, "etag": None,
+                                         "last_modified": None}
+    assert state(conn, failing) == {"price": Decimal("100.00"), "reference_price": Decimal("120.00"),
+                                    "freight": None, "currency": "BRL", "availability": "in_stock",
+                                    "last_changed_at": BEFORE, "quarantined_price": None, "etag": '"old"',
+                                    "last_modified": "Mon", "last_checked_at": AT, "last_success_at": BEFORE,
+                                    "consecutive_failures": 5, "last_failure_reason": "http_5xx",
+                                    "unhealthy_until": AT + timedelta(hours=1)}
+    # Every observation is recorded, whether or not it changed the offer.
+    assert conn.execute("select offer_id, price, status from price_history order by offer_id").fetchall() == [
+        (unchanged, Decimal("100.00"), "accepted"), (changed, Decimal("89.90"), "accepted"),
+        (same_quarantine, Decimal("50.00"), "quarantined"), (out_of_stock, None, "accepted")]
 
 
 def test_a_replayed_batch_writes_nothing_twice(conn, offers):

@@ -1,0 +1,50 @@
+"""Does a check's outcome change the offer's published state? (Pure; no database.)
+
+The tracker reads each due offer's current state with the batch (`OfferState`) and writes the
+`offers` row only for outcomes that change it; every check still updates the offer's narrow
+`offer_checks` row. The rules mirror the write path's (db/prices.py APPLY_ACCEPTED and
+APPLY_QUARANTINED): an outcome "changes" the offer exactly when applying it would store a
+different value in some column. Unknown state (None) counts as a change, so the row is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from smartbuy_pipeline.domain.types import Observation, ObservationStatus
+
+
+@dataclass(frozen=True, slots=True)
+class OfferState:
+    """An offer's published state as read from `offers` (amounts in `currency`)."""
+
+    price: Decimal | None
+    reference_price: Decimal | None
+    freight: Decimal | None
+    currency: str | None
+    availability: str  # Availability's value
+    quarantined_price: Decimal | None
+
+
+def changes_offer(state: OfferState | None, observation: Observation, currency: str) -> bool:
+    """Whether writing `observation` (recorded in `currency`) changes the offer's row.
+
+    accepted: price and reference price (only when the page shows a price: out of stock without
+    one keeps them), freight (when shown), currency, availability, and a pending quarantined
+    price (dropped). quarantined: the pending price and the currency.
+    """
+    if state is None:
+        return True
+    price = observation.price.amount if observation.price is not None else None
+    if currency != state.currency:
+        return True
+    if observation.status is ObservationStatus.QUARANTINED:
+        return price != state.quarantined_price
+    if state.quarantined_price is not None or observation.availability.value != state.availability:
+        return True
+    if price is not None:
+        reference = observation.reference_price.amount if observation.reference_price is not None else None
+        if price != state.price or reference != state.reference_price:
+            return True
+    return observation.freight is not None and observation.freight.amount != state.freight
