@@ -399,24 +399,27 @@ def record_batch(
                                             ("not_modified", not_modified), ("failure", failed)) if v})
         for reason, n in failed_by.items():
             counts[f"failed_{reason}"] = n
-        if accepted or quarantined:
-            cur.execute(INSERT_OBSERVATIONS, {"run_key": window.partition_key})
-        if accepted or quarantined or not_modified:
-            cur.execute(CHECK_SUCCESS)
-        if failed:
-            cur.execute(CHECK_FAILURE, {"unhealthy_after": UNHEALTHY_AFTER_FAILURES, "max_backoff": MAX_BACKOFF})
-        if changed:
-            if accepted:
-                cur.execute(APPLY_ACCEPTED)
-            if quarantined:
-                cur.execute(APPLY_QUARANTINED)
-        if feed_states:
-            cur.execute(UPDATE_FEED_STATE, {"ids": [f.shop_id for f in feed_states],
-                                            "etags": [f.etag for f in feed_states],
-                                            "lms": [f.last_modified for f in feed_states]})
-        cur.execute(UPSERT_PROGRESS, {**window.keys, "phase": phase,
-                                      "last_offer_id": last_offer_id, "offers": len(results),
-                                      "counts": json.dumps(dict(counts))})
+        # The statements after the COPY go in one round trip (pipeline mode: sent together, one
+        # sync); an error in any of them still fails the batch's transaction as a whole.
+        with conn.pipeline():
+            if accepted or quarantined:
+                cur.execute(INSERT_OBSERVATIONS, {"run_key": window.partition_key})
+            if accepted or quarantined or not_modified:
+                cur.execute(CHECK_SUCCESS)
+            if failed:
+                cur.execute(CHECK_FAILURE, {"unhealthy_after": UNHEALTHY_AFTER_FAILURES, "max_backoff": MAX_BACKOFF})
+            if changed:
+                if accepted:
+                    cur.execute(APPLY_ACCEPTED)
+                if quarantined:
+                    cur.execute(APPLY_QUARANTINED)
+            if feed_states:
+                cur.execute(UPDATE_FEED_STATE, {"ids": [f.shop_id for f in feed_states],
+                                                "etags": [f.etag for f in feed_states],
+                                                "lms": [f.last_modified for f in feed_states]})
+            cur.execute(UPSERT_PROGRESS, {**window.keys, "phase": phase,
+                                          "last_offer_id": last_offer_id, "offers": len(results),
+                                          "counts": json.dumps(dict(counts))})
     return BatchResult(observations=counts["accepted"] + counts["quarantined"], counts=counts,
                        offers_changed=changed)
 
@@ -437,16 +440,23 @@ def prepare_session(conn: psycopg.Connection) -> None:
 _VALUE = {m: m.value for enum in (Availability, SourceKind) for m in enum}  # faster than Enum.value
 _encode_json = json.JSONEncoder(default=str).encode  # = json.dumps(details, default=str), built once
 _DETAILS_MEMO: dict[tuple, str] = {}
+_LAST_DETAILS: list[tuple[dict, str] | None] = [None]  # the last memoizable details and their text
 
 
 def _details_json(details: dict) -> str:
     """`json.dumps(details, default=str)`, memoized for the usual small details (string keys, string
-    values or an empty list): most observations of a batch share one of a few such dicts."""
+    values or an empty list): most observations of a batch share one of a few such dicts, and
+    consecutive ones often equal (checked first: one dict comparison)."""
+    last = _LAST_DETAILS[0]
+    if last is not None and details == last[0]:
+        return last[1]
     key = []
+    all_str = True
     for k, v in details.items():
         t = type(v)
         if type(k) is not str or not (t is str or (t is list and not v)):
             return _encode_json(details)
+        all_str = all_str and t is str
         key.append((k, v if t is str else None))
     memo_key = tuple(key)
     text = _DETAILS_MEMO.get(memo_key)
@@ -454,6 +464,8 @@ def _details_json(details: dict) -> str:
         text = _encode_json(details)
         if len(_DETAILS_MEMO) < 4096:
             _DETAILS_MEMO[memo_key] = text
+    if all_str:  # a copy of immutable values: later changes to `details` cannot make it stale
+        _LAST_DETAILS[0] = (dict(details), text)
     return text
 
 

@@ -34,17 +34,17 @@ def changes_offer(state: OfferState | None, observation: Observation, currency: 
     one keeps them), freight (when shown), currency, availability, and a pending quarantined
     price (dropped). quarantined: the pending price and the currency.
     """
-    if state is None:
+    if state is None or currency != state.currency:
         return True
-    price = observation.price.amount if observation.price is not None else None
-    if currency != state.currency:
-        return True
+    price = observation.price
     if observation.status is ObservationStatus.QUARANTINED:
-        return price != state.quarantined_price
-    if state.quarantined_price is not None or observation.availability.value != state.availability:
+        return (price.amount if price is not None else None) != state.quarantined_price
+    # Availability is a StrEnum: compared with the stored text as is
+    if state.quarantined_price is not None or observation.availability != state.availability:
         return True
     if price is not None:
-        reference = observation.reference_price.amount if observation.reference_price is not None else None
-        if price != state.price or reference != state.reference_price:
+        reference = observation.reference_price
+        if price.amount != state.price or (reference.amount if reference is not None else None) != state.reference_price:
             return True
-    return observation.freight is not None and observation.freight.amount != state.freight
+    freight = observation.freight
+    return freight is not None and freight.amount != state.freight

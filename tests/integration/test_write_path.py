@@ -268,3 +268,18 @@ def test_the_updated_at_trigger_still_covers_every_other_writer(conn, offers):
 def test_details_json_is_json_dumps(details):
     for _ in range(2):  # computed, then memoized
         assert prices._details_json(details) == json.dumps(details, default=str)
+
+
+def test_details_json_memo_never_returns_a_stale_text():
+    """The last-details shortcut compares with a copy: a dict changed after use, or an equal dict
+    with a list that later fills, gets its own text."""
+    details = {"method": "jsonld"}
+    assert prices._details_json(details) == '{"method": "jsonld"}'
+    details["method"] = "microdata"
+    assert prices._details_json(details) == '{"method": "microdata"}'
+    quotes: list = []
+    with_list = {"method": "feed", "quotes": quotes}
+    assert prices._details_json(with_list) == '{"method": "feed", "quotes": []}'
+    quotes.append("cash")
+    assert prices._details_json(with_list) == '{"method": "feed", "quotes": ["cash"]}'
+    assert prices._details_json({"method": "microdata"}) == '{"method": "microdata"}'
