@@ -261,7 +261,7 @@ def evaluate(url: DatabaseUrl, label: str, now: datetime, baseline_s: float, n_a
 
 def explain(url: DatabaseUrl, now: datetime) -> None:
     with psycopg.connect(url.url) as conn:
-        for name, value in alerts_db.SETTINGS.items():
+        for name, value in (alerts_db.SETTINGS | alerts_db.PARALLEL_COSTS).items():
             conn.execute("select set_config(%s, %s, true)", (name, value))
         statement = alerts_db.best_sql("")
         statement = statement.replace("create temporary table alert_eval_best on commit drop as", "")

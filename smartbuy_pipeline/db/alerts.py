@@ -48,10 +48,22 @@ JIT = "off"
 # than the hash join, measured): merge joins are off for the evaluation, restored afterwards.
 # The evaluation's settings, set for the transaction and restored at the end of evaluate_alerts:
 SETTINGS = {"work_mem": WORK_MEM, "jit": JIT, "enable_mergejoin": "off"}
+# The full evaluation's pair join runs in parallel workers (about 1.5x on 2 cores, measured with
+# bench/bench_alert_eval.py) only if the planner sees no cost in moving tuples to the leader: with
+# the default costs it gathers the 2.6M unfiltered pairs and filters them in the leader. Full mode
+# only: the triggered statements read temporary tables, which workers cannot, and these costs
+# turned their plans 20x slower.
+PARALLEL_COSTS = {"parallel_setup_cost": "0", "parallel_tuple_cost": "0"}
 
 LOCK_SQL = "select pg_advisory_xact_lock(%(key)s)"
-_GET_SETTINGS_SQL = "select " + ", ".join(["current_setting(%s)"] * len(SETTINGS))
-_SET_SETTINGS_SQL = "select " + ", ".join(["set_config(%s, %s, true)"] * len(SETTINGS))
+
+
+def _get_settings_sql(n: int) -> str:
+    return "select " + ", ".join(["current_setting(%s)"] * n)
+
+
+def _set_settings_sql(n: int) -> str:
+    return "select " + ", ".join(["set_config(%s, %s, true)"] * n)
 
 # -- which alerts (triggered mode) -------------------------------------------------------------
 
@@ -104,12 +116,17 @@ _ALERTS_SQL = """
            end as history
     from alerts al
     left join household_profiles hp on hp.household_id = al.household_id
-    where al.active{scope}
-    offset 0"""
+    where al.active{scope}{kind}{barrier}"""
 
 # NEW_LOW's low: offer_price_stats has 30 and 90 days and all time; any other N ("custom") is the
 # lowest accepted, priced observation in (now - N days, now] from price_history (primary key
 # (offer_id, observed_at)), computed only for the pairs of those alerts (CASE evaluates lazily).
+# That correlated subquery would keep the pair join out of parallel workers, so the alerts with a
+# custom N are evaluated by a second, small statement (CUSTOM_LOW), driven by their subject offers.
+CUSTOM_LOW = ("(al.alert_type = 'NEW_LOW'"
+              " and coalesce((al.params ->> 'days')::numeric::integer not in (30, 90), false))")
+_LOW_STATS = """case when a.days is null then o.low_all_time when a.days = 30 then o.low_30d
+                     when a.days = 90 then o.low_90d end"""
 _LOW = """case when a.days is null then o.low_all_time when a.days = 30 then o.low_30d
                      when a.days = 90 then o.low_90d
                      else (select min(h.price) from price_history h
@@ -124,7 +141,7 @@ _LOW = """case when a.days is null then o.low_all_time when a.days = 30 then o.l
 # alert-level filters and the rule leave only the matching pairs (and pairs of PERCENT_DROP
 # alerts waiting for their baseline), and DISTINCT ON keeps each alert's best one.
 BEST_SQL = """
-create temporary table alert_eval_best on commit drop as
+{into}
 with
 a as not materialized ({alerts}),
 o as not materialized (
@@ -140,8 +157,7 @@ o as not materialized (
     left join offer_risk_scores r on r.offer_id = o.id
     left join analytics.offer_price_stats st on st.offer_id = o.id
     where o.active and s.active and o.price is not null
-      and o.availability <> all (%(unavailable)s::text[]){offer_scope}
-    offset 0
+      and o.availability <> all (%(unavailable)s::text[]){offer_scope}{barrier}
 )
 select distinct on (alert_id)
        alert_id, offer_id, offer_id is not null and not needs_baseline as matched, figure, reference, price,
@@ -183,25 +199,46 @@ from (
            null::bigint, null::bigint, null::bpchar, null::numeric, null::text, null::bpchar, null::smallint,
            null::text, null::timestamptz
     from alerts al
-    where al.active and al.matched{scope}
+    where al.active and al.matched{scope}{kind}
 ) j
 order by alert_id, figure, offer_id
 """
 
 
-# Triggered mode: only the subject offers of the alerts to evaluate (not all 1M offers).
-_OFFER_SCOPE_TRIGGERED = """
-      and o.id in (select so.id from alert_eval_ids i join alerts al on al.id = i.id
-                   join offers so on so.product_id = al.product_id or so.id = al.offer_id)"""
+# Only the subject offers of the alerts to evaluate (not all 1M offers): triggered mode, and the
+# custom-N NEW_LOW statement.
+_OFFER_SCOPE = """
+      and o.id in (select so.id from {alerts} join offers so on so.product_id = al.product_id or so.id = al.offer_id
+                   where al.active{kind})"""
+_ALERTS_FULL = "alerts al"
+_ALERTS_TRIGGERED = "alert_eval_ids i join alerts al on al.id = i.id"  # driven from the (analyzed) ids
+_CREATE_BEST = "create temporary table alert_eval_best on commit drop as"
+_INSERT_BEST = "insert into alert_eval_best"
+# `offset 0` keeps a subquery a planning barrier (the household join below the pair join, `o`
+# computed once per offer). The full evaluation's main statement goes without: its parallel plan
+# is better, and no barrier can run in a parallel worker.
+_BARRIER = "\n    offset 0"
 
 
-def best_sql(scope: str) -> str:
-    """BEST_SQL, full (scope '') or triggered (scope _SCOPE_TRIGGERED)."""
+def best_sql(scope: str, custom_low: bool = False) -> str:
+    """BEST_SQL: full (scope '') or triggered (scope _SCOPE_TRIGGERED); the main statement (every
+    alert but the custom-N NEW_LOW ones: creates alert_eval_best) or the custom-N one (adds to it)."""
+    source = _ALERTS_TRIGGERED if scope else _ALERTS_FULL
+    if custom_low:
+        kind, into, low, barrier = f" and {CUSTOM_LOW}", _INSERT_BEST, _LOW, _BARRIER
+        offer_scope = _OFFER_SCOPE.format(alerts=source, kind=kind)
+    else:
+        kind, into, low = f" and not {CUSTOM_LOW}", _CREATE_BEST, _LOW_STATS
+        barrier = _BARRIER if scope else ""
+        offer_scope = _OFFER_SCOPE.format(alerts=source, kind="") if scope else ""
     return BEST_SQL.format(
-        offer_scope=_OFFER_SCOPE_TRIGGERED if scope else "",
-        alerts=_ALERTS_SQL.format(scope=scope),
+        into=into,
+        offer_scope=offer_scope,
+        alerts=_ALERTS_SQL.format(scope=scope, kind=kind, barrier=barrier),
         scope=scope,
-        low=_LOW,
+        kind=kind,
+        low=low,
+        barrier=barrier,
     )
 
 # -- state machine, outbox, counts -------------------------------------------------------------
@@ -412,9 +449,10 @@ def evaluate_alerts(conn: psycopg.Connection, *, now: datetime, partition_key: s
     started_at = datetime.now(now.tzinfo)
     t0 = time.perf_counter()
     conn.execute(LOCK_SQL, {"key": ADVISORY_LOCK_KEY})
-    names = list(SETTINGS)
-    previous = conn.execute(_GET_SETTINGS_SQL, names).fetchone()
-    conn.execute(_SET_SETTINGS_SQL, [v for kv in zip(names, SETTINGS.values(), strict=True) for v in kv])
+    settings = SETTINGS | (PARALLEL_COSTS if mode == FULL else {})
+    names = list(settings)
+    previous = conn.execute(_get_settings_sql(len(names)), names).fetchone()
+    conn.execute(_set_settings_sql(len(names)), [v for kv in zip(names, settings.values(), strict=True) for v in kv])
     try:
         scope, evaluated = "", _EVALUATED_FULL
         if mode == TRIGGERED:
@@ -424,14 +462,15 @@ def evaluate_alerts(conn: psycopg.Connection, *, now: datetime, partition_key: s
             conn.execute("analyze alert_eval_ids")  # temporary tables get no statistics otherwise
             scope, evaluated = _SCOPE_TRIGGERED, _EVALUATED_TRIGGERED
         conn.execute("drop table if exists pg_temp.alert_eval_best")
-        conn.execute(best_sql(scope),
-                     {"now": now, "unavailable": list(UNAVAILABLE)})
+        params = {"now": now, "unavailable": list(UNAVAILABLE)}
+        conn.execute(best_sql(scope), params)
+        conn.execute(best_sql(scope, custom_low=True), params)
         # APPLY_SQL joins it to alerts by id; temporary tables get no statistics unless asked.
         conn.execute("alter table alert_eval_best add primary key (alert_id)")
         conn.execute("analyze alert_eval_best")
         row = conn.execute(APPLY_SQL.format(evaluated=evaluated), {"now": now}).fetchone()
     finally:
-        conn.execute(_SET_SETTINGS_SQL, [v for kv in zip(names, previous, strict=True) for v in kv])
+        conn.execute(_set_settings_sql(len(names)), [v for kv in zip(names, previous, strict=True) for v in kv])
     result = AlertEvaluation(
         mode=mode, alerts_evaluated=row[0], matched=row[1], events_created=row[2], rearmed=row[3],
         unmatched=row[4], suppressed_cooldown=row[5], suppressed_duplicate=row[6], baselines_set=row[7],
