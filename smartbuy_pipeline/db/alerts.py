@@ -220,13 +220,24 @@ _INSERT_BEST = "insert into alert_eval_best"
 _BARRIER = "\n    offset 0"
 
 
+# The custom-N NEW_LOW alerts to evaluate (few): their ids, analyzed, so that the planner drives
+# their statement from them (index lookups of their offers, not hash joins over every offer).
+CUSTOM_IDS_SQL = f"""
+create temporary table alert_eval_custom on commit drop as
+select al.id from alerts al where al.active{{scope}} and {CUSTOM_LOW}
+"""
+_SCOPE_CUSTOM = " and al.id in (select id from alert_eval_custom)"
+_ALERTS_CUSTOM = "alert_eval_custom i join alerts al on al.id = i.id"
+
+
 def best_sql(scope: str, custom_low: bool = False) -> str:
     """BEST_SQL: full (scope '') or triggered (scope _SCOPE_TRIGGERED); the main statement (every
-    alert but the custom-N NEW_LOW ones: creates alert_eval_best) or the custom-N one (adds to it)."""
+    alert but the custom-N NEW_LOW ones: creates alert_eval_best) or the custom-N one (adds to it;
+    scoped by alert_eval_custom, whatever the mode)."""
     source = _ALERTS_TRIGGERED if scope else _ALERTS_FULL
     if custom_low:
-        kind, into, low, barrier = f" and {CUSTOM_LOW}", _INSERT_BEST, _LOW, _BARRIER
-        offer_scope = _OFFER_SCOPE.format(alerts=source, kind=kind)
+        scope, kind, into, low, barrier = _SCOPE_CUSTOM, "", _INSERT_BEST, _LOW, _BARRIER
+        offer_scope = _OFFER_SCOPE.format(alerts=_ALERTS_CUSTOM, kind="")
     else:
         kind, into, low = f" and not {CUSTOM_LOW}", _CREATE_BEST, _LOW_STATS
         barrier = _BARRIER if scope else ""
@@ -462,9 +473,12 @@ def evaluate_alerts(conn: psycopg.Connection, *, now: datetime, partition_key: s
             conn.execute("analyze alert_eval_ids")  # temporary tables get no statistics otherwise
             scope, evaluated = _SCOPE_TRIGGERED, _EVALUATED_TRIGGERED
         conn.execute("drop table if exists pg_temp.alert_eval_best")
+        conn.execute("drop table if exists pg_temp.alert_eval_custom")
         params = {"now": now, "unavailable": list(UNAVAILABLE)}
         conn.execute(best_sql(scope), params)
-        conn.execute(best_sql(scope, custom_low=True), params)
+        if conn.execute(CUSTOM_IDS_SQL.format(scope=scope)).rowcount:
+            conn.execute("analyze alert_eval_custom")
+            conn.execute(best_sql(scope, custom_low=True), params)
         # APPLY_SQL joins it to alerts by id; temporary tables get no statistics unless asked.
         conn.execute("alter table alert_eval_best add primary key (alert_id)")
         conn.execute("analyze alert_eval_best")
