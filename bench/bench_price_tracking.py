@@ -174,7 +174,7 @@ def cmd_write(args) -> None:
               f"(batches of {BATCH}, one transaction each)")
         print(f"raw COPY     : {raw:12,.0f} rows/s  (rounds: {', '.join(f'{r:,.0f}' for r in raw_rates)})")
         print(f"write path   : {path:12,.0f} rows/s  (rounds: {', '.join(f'{r:,.0f}' for r in path_rates)})")
-        print(f"ratio path/raw: {path / raw:.2f}  (target >= 0.65)")
+        print(f"ratio path/raw: {path / raw:.3f}  (target >= 0.65)")
         print(f"peak RSS: {peak_rss_mib():,.0f} MiB")
     finally:
         drop(admin, url)

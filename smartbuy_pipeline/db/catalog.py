@@ -116,6 +116,12 @@ def upsert_catalog(
         shop_counts = _counts(cur.execute(UPSERT_SHOPS))
         product_counts = _counts(cur.execute(UPSERT_PRODUCTS))
         offer_counts = _counts(cur.execute(UPSERT_OFFERS))
+        if offer_counts.inserted:
+            # New offers got their offer_checks rows from 0015's trigger: a table filled in bulk has
+            # no statistics until autovacuum comes by, and the tracker's due-offers join then
+            # plans a nested loop over all of offer_checks per batch (measured: 11 s a batch at
+            # 20k offers). (Only the owner may ANALYZE: another role gets a warning, not an error.)
+            cur.execute("analyze offers, offer_checks")
     return CatalogCounts(shop_counts, product_counts, offer_counts)
 
 
