@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import socket
+import statistics
 import time
 import tracemalloc
 from collections import Counter, defaultdict
@@ -259,9 +260,14 @@ def test_all_limits_hold_together_under_contention() -> None:
             assert srv.max_total_inflight <= 4
             for s in range(3):
                 assert srv.max_inflight[f"c{s}"] <= 2
+                # Spacing is enforced when a request starts; at the server one late arrival can
+                # land next to a punctual one (seen on a loaded CI box: 0.2 ms apart), so check the
+                # schedule, not the smallest gap: 20 starts span at least 19 intervals (less one
+                # interval for a late first arrival), and the typical gap is the interval.
                 arrivals = sorted(srv.arrivals[f"c{s}"])
                 gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
-                assert min(gaps) >= 0.05 - 0.015, (s, min(gaps))  # server-side jitter allowance
+                assert arrivals[-1] - arrivals[0] >= 18 * 0.05, (s, arrivals[-1] - arrivals[0])
+                assert statistics.median(gaps) >= 0.05 - 0.015, (s, statistics.median(gaps))
 
     run(go())
 
