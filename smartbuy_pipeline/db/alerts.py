@@ -48,8 +48,8 @@ JIT = "off"
 # than the hash join, measured): merge joins are off for the evaluation, restored afterwards.
 # The evaluation's settings, set for the transaction and restored at the end of evaluate_alerts:
 SETTINGS = {"work_mem": WORK_MEM, "jit": JIT, "enable_mergejoin": "off"}
-# The full evaluation's pair join runs in parallel workers (about 1.5x on 2 cores, measured with
-# bench/bench_alert_eval.py) only if the planner sees no cost in moving tuples to the leader: with
+# The full evaluation's pair join runs in parallel workers (BEST_SQL 12.3 -> 6.6 s on 2 cores at
+# 1M alerts, bench/bench_alert_eval.py) only if the planner sees no cost in moving tuples to the leader: with
 # the default costs it gathers the 2.6M unfiltered pairs and filters them in the leader. Full mode
 # only: the triggered statements read temporary tables, which workers cannot, and these costs
 # turned their plans 20x slower.
@@ -209,8 +209,7 @@ order by alert_id, figure, offer_id
 # custom-N NEW_LOW statement.
 _OFFER_SCOPE = """
       and o.id in (select so.id from {alerts} join offers so on so.product_id = al.product_id or so.id = al.offer_id
-                   where al.active{kind})"""
-_ALERTS_FULL = "alerts al"
+                   where al.active)"""
 _ALERTS_TRIGGERED = "alert_eval_ids i join alerts al on al.id = i.id"  # driven from the (analyzed) ids
 _CREATE_BEST = "create temporary table alert_eval_best on commit drop as"
 _INSERT_BEST = "insert into alert_eval_best"
@@ -234,14 +233,13 @@ def best_sql(scope: str, custom_low: bool = False) -> str:
     """BEST_SQL: full (scope '') or triggered (scope _SCOPE_TRIGGERED); the main statement (every
     alert but the custom-N NEW_LOW ones: creates alert_eval_best) or the custom-N one (adds to it;
     scoped by alert_eval_custom, whatever the mode)."""
-    source = _ALERTS_TRIGGERED if scope else _ALERTS_FULL
     if custom_low:
         scope, kind, into, low, barrier = _SCOPE_CUSTOM, "", _INSERT_BEST, _LOW, _BARRIER
-        offer_scope = _OFFER_SCOPE.format(alerts=_ALERTS_CUSTOM, kind="")
+        offer_scope = _OFFER_SCOPE.format(alerts=_ALERTS_CUSTOM)
     else:
         kind, into, low = f" and not {CUSTOM_LOW}", _CREATE_BEST, _LOW_STATS
         barrier = _BARRIER if scope else ""
-        offer_scope = _OFFER_SCOPE.format(alerts=source, kind="") if scope else ""
+        offer_scope = _OFFER_SCOPE.format(alerts=_ALERTS_TRIGGERED) if scope else ""
     return BEST_SQL.format(
         into=into,
         offer_scope=offer_scope,
