@@ -31,6 +31,12 @@ from smartbuy_pipeline.domain.types import (
 
 AT = datetime(2026, 11, 26, 10, 30, tzinfo=UTC)
 BEFORE = AT - timedelta(hours=1)
+# The published state every fixture offer starts with (what a check that changes nothing leaves).
+STORED = {"price": Decimal("100.00"), "reference_price": Decimal("120.00"), "freight": None, "currency": "BRL",
+          "availability": "in_stock", "last_changed_at": BEFORE, "quarantined_price": None}
+# The offer_checks row after a successful check at AT.
+CHECKED = {"last_checked_at": AT, "last_success_at": AT, "consecutive_failures": 0, "unhealthy_until": None,
+           "last_failure_reason": None}
 WINDOW = prices.ShardWindow("2026-11-26-10:00", 0, 1, AT)
 OFFER_STATE = ("price", "reference_price", "freight", "currency", "availability", "last_changed_at",
                "quarantined_price")  # on offers
@@ -108,35 +114,19 @@ def test_each_outcome_follows_its_rule(conn, offers):
     assert result.counts == Counter({"accepted": 3, "quarantined": 1, "not_modified": 1, "failure": 1,
                                      "failed_http_5xx": 1})
     assert result.offers_changed == 4  # without `current`, every observation writes its offer
-    checked = {"last_checked_at": AT, "last_success_at": AT, "consecutive_failures": 0, "unhealthy_until": None,
-               "last_failure_reason": None}
-    assert state(conn, changed) == {**checked, "price": Decimal("89.90"), "reference_price": Decimal("120.00"),
-                                    "freight": None, "currency": "BRL", "availability": "in_stock",
-                                    "last_changed_at": AT, "quarantined_price": None, "etag": '"new"',
-                                    "last_modified": None}
-    assert state(conn, same) == {**checked, "price": Decimal("100.00"), "reference_price": Decimal("120.00"),
-                                 "freight": None, "currency": "BRL", "availability": "in_stock",
-                                 "last_changed_at": BEFORE, "quarantined_price": None, "etag": '"old"',
-                                 "last_modified": "Mon"}
+    assert state(conn, changed) == {**CHECKED, **STORED, "price": Decimal("89.90"), "last_changed_at": AT,
+                                    "etag": '"new"', "last_modified": None}
+    assert state(conn, same) == {**CHECKED, **STORED, "etag": '"old"', "last_modified": "Mon"}
     # The published price stays; the suspicious one waits (replacing the one pending before).
-    assert state(conn, quarantined) == {**checked, "price": Decimal("100.00"), "reference_price": Decimal("120.00"),
-                                        "freight": None, "currency": "BRL", "availability": "in_stock",
-                                        "last_changed_at": BEFORE, "quarantined_price": Decimal("9.99"),
-                                        "etag": '"q"', "last_modified": None}
+    assert state(conn, quarantined) == {**CHECKED, **STORED, "quarantined_price": Decimal("9.99"), "etag": '"q"',
+                                        "last_modified": None}
     # Out of stock without a price: the last price and its reference stay, availability changes.
-    assert state(conn, out_of_stock) == {**checked, "price": Decimal("100.00"), "reference_price": Decimal("120.00"),
-                                         "freight": None, "currency": "BRL", "availability": "out_of_stock",
-                                         "last_changed_at": AT, "quarantined_price": None, "etag": None,
-                                         "last_modified": None}
-    assert state(conn, not_modified) == {**checked, "price": Decimal("100.00"), "reference_price": Decimal("120.00"),
-                                         "freight": None, "currency": "BRL", "availability": "in_stock",
-                                         "last_changed_at": BEFORE, "quarantined_price": None, "etag": '"nm"',
-                                         "last_modified": "Tue"}
+    assert state(conn, out_of_stock) == {**CHECKED, **STORED, "availability": "out_of_stock", "last_changed_at": AT,
+                                         "etag": None, "last_modified": None}
+    assert state(conn, not_modified) == {**CHECKED, **STORED, "etag": '"nm"', "last_modified": "Tue"}
     # Fifth failure in a row: backed off 2^0 hours; validators and last success kept.
-    assert state(conn, failing) == {"price": Decimal("100.00"), "reference_price": Decimal("120.00"),
-                                    "freight": None, "currency": "BRL", "availability": "in_stock",
-                                    "last_changed_at": BEFORE, "quarantined_price": None, "etag": '"old"',
-                                    "last_modified": "Mon", "last_checked_at": AT, "last_success_at": BEFORE,
+    assert state(conn, failing) == {**STORED, "etag": '"old"', "last_modified": "Mon",
+                                    "last_checked_at": AT, "last_success_at": BEFORE,
                                     "consecutive_failures": 5, "last_failure_reason": "http_5xx",
                                     "unhealthy_until": AT + timedelta(hours=1)}
     # The write path sets updated_at itself (the trigger's WHEN clause then skips the function), on
@@ -197,34 +187,17 @@ def test_only_changed_observations_write_the_offers_row(conn, offers):
     assert conn.execute("select id, updated_at from offers order by id").fetchall() == [
         (unchanged, UNTOUCHED), (changed, now), (same_quarantine, UNTOUCHED), (not_modified, UNTOUCHED),
         (out_of_stock, now), (failing, UNTOUCHED)]
-    checked = {"last_checked_at": AT, "last_success_at": AT, "consecutive_failures": 0, "unhealthy_until": None,
-               "last_failure_reason": None}
     # Unchanged: the offers row as it was, its offer_checks row moved (check time, validators).
-    assert state(conn, unchanged) == {**checked, "price": Decimal("100.00"), "reference_price": Decimal("120.00"),
-                                      "freight": None, "currency": "BRL", "availability": "in_stock",
-                                      "last_changed_at": BEFORE, "quarantined_price": None, "etag": '"v2"',
-                                      "last_modified": "Wed"}
-    assert state(conn, changed) == {**checked, "price": Decimal("89.90"), "reference_price": Decimal("120.00"),
-                                    "freight": None, "currency": "BRL", "availability": "in_stock",
-                                    "last_changed_at": AT, "quarantined_price": None, "etag": '"new"',
-                                    "last_modified": None}
-    assert state(conn, same_quarantine) == {**checked, "price": Decimal("100.00"),
-                                            "reference_price": Decimal("120.00"), "freight": None, "currency": "BRL",
-                                            "availability": "in_stock", "last_changed_at": BEFORE,
-                                            "quarantined_price": Decimal("50.00"), "etag": None,
-                                            "last_modified": None}
-    assert state(conn, not_modified) == {**checked, "price": Decimal("100.00"), "reference_price": Decimal("120.00"),
-                                         "freight": None, "currency": "BRL", "availability": "in_stock",
-                                         "last_changed_at": BEFORE, "quarantined_price": None, "etag": '"nm"',
-                                         "last_modified": "Tue"}
-    assert state(conn, out_of_stock) == {**checked, "price": Decimal("100.00"), "reference_price": Decimal("120.00"),
-                                         "freight": None, "currency": "BRL", "availability": "out_of_stock",
-                                         "last_changed_at": AT, "quarantined_price": None, "etag": None,
-                                         "last_modified": None}
-    assert state(conn, failing) == {"price": Decimal("100.00"), "reference_price": Decimal("120.00"),
-                                    "freight": None, "currency": "BRL", "availability": "in_stock",
-                                    "last_changed_at": BEFORE, "quarantined_price": None, "etag": '"old"',
-                                    "last_modified": "Mon", "last_checked_at": AT, "last_success_at": BEFORE,
+    assert state(conn, unchanged) == {**CHECKED, **STORED, "etag": '"v2"', "last_modified": "Wed"}
+    assert state(conn, changed) == {**CHECKED, **STORED, "price": Decimal("89.90"), "last_changed_at": AT,
+                                    "etag": '"new"', "last_modified": None}
+    assert state(conn, same_quarantine) == {**CHECKED, **STORED, "quarantined_price": Decimal("50.00"),
+                                            "etag": None, "last_modified": None}
+    assert state(conn, not_modified) == {**CHECKED, **STORED, "etag": '"nm"', "last_modified": "Tue"}
+    assert state(conn, out_of_stock) == {**CHECKED, **STORED, "availability": "out_of_stock", "last_changed_at": AT,
+                                         "etag": None, "last_modified": None}
+    assert state(conn, failing) == {**STORED, "etag": '"old"', "last_modified": "Mon",
+                                    "last_checked_at": AT, "last_success_at": BEFORE,
                                     "consecutive_failures": 5, "last_failure_reason": "http_5xx",
                                     "unhealthy_until": AT + timedelta(hours=1)}
     # Every observation is recorded, whether or not it changed the offer.
