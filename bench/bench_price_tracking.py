@@ -117,20 +117,26 @@ def raw_copy(conn: psycopg.Connection, batches) -> int:
     return n
 
 
-def offer_states(conn: psycopg.Connection) -> dict[int, OfferState]:
-    """What the tracker's due-offers query hands each batch (OfferTarget.state), read untimed."""
-    states = {r[0]: OfferState(*r[1:]) for r in conn.execute(
-        "select id, price, reference_price, freight, currency, availability, quarantined_price from offers")}
+def offer_states(conn: psycopg.Connection) -> tuple[dict[int, OfferState], dict[int, str]]:
+    """What the tracker's due-offers query hands each batch (OfferTarget.state and .check_row),
+    read untimed."""
+    states, check_rows = {}, {}
+    for r in conn.execute("select o.id, o.price, o.reference_price, o.freight, o.currency, o.availability,"
+                          " o.quarantined_price, c.ctid from offers o join offer_checks c on c.offer_id = o.id"):
+        states[r[0]] = OfferState(*r[1:7])
+        check_rows[r[0]] = r[7]
     conn.commit()
-    return states
+    return states, check_rows
 
 
-def write_path(conn: psycopg.Connection, batches, window: prices.ShardWindow, states: dict[int, OfferState]) -> int:
+def write_path(conn: psycopg.Connection, batches, window: prices.ShardWindow,
+               read: tuple[dict[int, OfferState], dict[int, str]]) -> int:
     n = 0
+    states, check_rows = read
     for _, batch in batches:
         with conn.transaction():
-            prices.record_batch(conn, batch, window=window, phase=prices.REST,
-                                last_offer_id=batch[-1].offer_id, currency_of={}, current=states)
+            prices.record_batch(conn, batch, window=window, phase=prices.REST, last_offer_id=batch[-1].offer_id,
+                                currency_of={}, current=states, check_rows=check_rows)
         n += len(batch)
     return n
 

@@ -160,6 +160,7 @@ class _BatchLoop:
                 self.conn, batch, window=self.window, phase=phase, last_offer_id=last,
                 currency_of={t.offer_id: self.shops[t.shop_id].currency for t in targets},
                 current={t.offer_id: t.state for t in targets if t.state is not None},
+                check_rows={t.offer_id: t.check_row for t in targets if t.check_row is not None},
                 feed_states=feed_states,
             )
         _tally(self.report, batch, {t.offer_id: t for t in targets})

@@ -80,6 +80,7 @@ class OfferTarget:
     last_good_price: Money | None = None
     quarantined_price: Money | None = None
     state: OfferState | None = None  # the offer's published state, to skip writes that change nothing
+    check_row: str | None = None  # its offer_checks row's address (ctid) as read: a hint for the write path
 
 
 @dataclass(frozen=True, slots=True)

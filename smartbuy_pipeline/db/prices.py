@@ -10,10 +10,10 @@ moved forward. A crash loses at most the batch in flight; a re-run skips what is
 because those offers are no longer due in the window, and a replayed batch fails as a whole on
 the (offer_id, observed_at) key instead of duplicating.
 
-Cost (bench/bench_price_tracking.py write, per row, steady state, 2-core VM): staging COPY ~9 us
-(with the Python row building), INSERT ... SELECT ~7.5 us, offer_checks UPDATE ~6 us (HOT; was
-~12.5 us on the wide offers row before 0015), progress and commit ~4 us; a raw COPY of the same
-rows ~17 us.
+Cost (bench/bench_price_tracking.py write, per row, steady state, 2-core VM, 100k offers): staging
+COPY ~4-5 us (with the Python row building, ~0.8 us), INSERT ... SELECT ~4 us, offer_checks UPDATE
+~2 us (HOT, found by address: CHECK_SUCCESS_BY_ROW), the changed offers ~0.8 us amortized,
+progress ~0.35 us, commit ~1 us; a raw COPY of the same rows ~7-8 us (docs/design.md).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ _PRIORITY_PREDICATE = """
 # last check is at least one check interval (the offer's, else the shop's) before it.
 DUE_OFFERS_SQL = """
 select o.id, o.shop_id, o.source_kind, o.locator, o.price_kind, c.etag, c.last_modified,
-       o.price, o.currency, o.quarantined_price, o.reference_price, o.freight, o.availability
+       o.price, o.currency, o.quarantined_price, o.reference_price, o.freight, o.availability, c.ctid
 from offers o
 join shops s on s.id = o.shop_id
 join offer_checks c on c.offer_id = o.id
@@ -111,13 +111,14 @@ create temporary table if not exists tracking_batch (
     offer_id bigint not null,
     outcome text not null,             -- accepted | quarantined | not_modified | failure
     changed boolean not null,          -- the outcome changes the offer's row (domain.offer_state)
+    check_row tid,                     -- where the offer's offer_checks row was when the batch read it
     observed_at timestamptz not null,
     price numeric(12,2), reference_price numeric(12,2), freight numeric(12,2), currency char(3),
     availability text, source_kind text, details jsonb, etag text, last_modified text, failure_reason text
 ) on commit delete rows
 """
 BATCH_COLUMNS = (
-    "offer_id", "outcome", "changed", "observed_at", "price", "reference_price", "freight", "currency",
+    "offer_id", "outcome", "changed", "check_row", "observed_at", "price", "reference_price", "freight", "currency",
     "availability", "source_kind", "details", "etag", "last_modified", "failure_reason",
 )
 COPY_BATCH = f"copy tracking_batch ({', '.join(BATCH_COLUMNS)}) from stdin"
@@ -143,13 +144,26 @@ where outcome in ('accepted', 'quarantined')
 # - not_modified: content unchanged (304): only the check time and validators move;
 # - failure: never a price change, validators kept; count it, and back off after repeated
 #   failures (2^(n - N) hours, capped).
-CHECK_SUCCESS = """
-update offer_checks c set
+#
+# A successful check updates its row by the row's address as the batch read it (`check_row`, the
+# ctid): a TID scan instead of a primary-key descent, ~0.7 us of the write path's ~14 us a row.
+# The offer id is checked too, so a stale address (the row moved: another update, VACUUM FULL)
+# never touches another offer's row; when fewer rows than successes were updated, the keyed
+# statement then updates the rest (the rows this check has not stamped yet).
+_CHECK_SUCCESS_SET = """
     etag = u.etag, last_modified = u.last_modified,
     last_checked_at = u.observed_at, last_success_at = u.observed_at,
-    consecutive_failures = 0, unhealthy_until = null
+    consecutive_failures = 0, unhealthy_until = null"""
+CHECK_SUCCESS_BY_ROW = f"""
+update offer_checks c set{_CHECK_SUCCESS_SET}
+from tracking_batch u
+where c.ctid = u.check_row and c.offer_id = u.offer_id and u.outcome <> 'failure'
+"""
+CHECK_SUCCESS = f"""
+update offer_checks c set{_CHECK_SUCCESS_SET}
 from tracking_batch u
 where c.offer_id = u.offer_id and u.outcome <> 'failure'
+  and c.last_checked_at is distinct from u.observed_at
 """
 CHECK_FAILURE = """
 update offer_checks c set
@@ -189,6 +203,14 @@ update offers o set
 from tracking_batch u
 where o.id = u.offer_id and u.outcome = 'quarantined' and u.changed
 """
+
+# Every join of the write path is a batch (about a thousand rows) against a big keyed table, and
+# the right plan is always a nested loop driven by the batch (key or TID lookups). The planner
+# cannot know the staging table's size (a temporary table without statistics: it guesses a few
+# hundred rows whatever the batch) and, below ~50k offers, chose hash joins that scanned the whole
+# offer_checks/offers table for every batch (6 ms a batch of 10 rows at 20k offers). So the batch's
+# transaction turns hash and merge joins off (SET LOCAL: until the caller commits).
+NESTED_LOOPS_ONLY = "select set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
 
 UPDATE_FEED_STATE = """
 update shops s set feed_etag = v.etag, feed_last_modified = v.last_modified
@@ -300,6 +322,7 @@ def due_offers(conn: psycopg.Connection, window: ShardWindow, *, phase: str, aft
             last_good_price=_money(r[7], r[8]), quarantined_price=_money(r[9], r[8]),
             state=OfferState(price=r[7], reference_price=r[10], freight=r[11], currency=r[8],
                              availability=r[12], quarantined_price=r[9]),
+            check_row=r[13],
         )
         for r in rows
     ]
@@ -335,6 +358,7 @@ class BatchResult:
     observations: int
     counts: Counter
     offers_changed: int = 0  # observations that changed the offer's row
+    checks_by_key: int = 0  # successful checks whose offer_checks row was not where the batch read it
 
 
 def record_batch(
@@ -346,6 +370,7 @@ def record_batch(
     last_offer_id: int,
     currency_of: Mapping[int, str],
     current: Mapping[int, OfferState] | None = None,
+    check_rows: Mapping[int, str] | None = None,
     feed_states: Sequence[FeedState] = (),
 ) -> BatchResult:
     """Write one batch in the caller's transaction (set-based: one COPY, then one statement per
@@ -354,11 +379,13 @@ def record_batch(
     `currency_of` maps offer id to its shop's currency: an out-of-stock observation without any
     amount still records the currency it was expected in. `current` maps offer id to the state
     the batch read (OfferTarget.state): observations that change nothing skip the `offers` row;
-    offers missing from it are written."""
+    offers missing from it are written. `check_rows` maps offer id to its offer_checks row's ctid
+    as the batch read it (OfferTarget.check_row): a hint, see CHECK_SUCCESS."""
     accepted = quarantined = not_modified = failed = changed = 0
     failed_by: Counter = Counter()
     state_of = (current or {}).get
-    with conn.cursor() as cur:
+    row_of = (check_rows or {}).get
+    with conn.cursor() as cur, conn.cursor() as by_row:
         if conn not in _STAGED:
             cur.execute(CREATE_BATCH_STAGING)
         with cur.copy(COPY_BATCH) as copy:
@@ -378,7 +405,7 @@ def record_batch(
                     currency = money.currency if money is not None else currency_of[o.offer_id]
                     change = changes_offer(state_of(o.offer_id), o, currency)
                     changed += change
-                    write((o.offer_id, label, change, o.observed_at,
+                    write((o.offer_id, label, change, row_of(o.offer_id), o.observed_at,
                            price.amount if price is not None else None,
                            reference.amount if reference is not None else None,
                            freight.amount if freight is not None else None,
@@ -386,25 +413,30 @@ def record_batch(
                            a.etag, a.last_modified, None))
                 elif kind is NotModified or isinstance(o, NotModified):
                     not_modified += 1
-                    write((o.offer_id, "not_modified", False, o.observed_at, None, None, None, None, None, None, None,
-                           a.etag, a.last_modified, None))
+                    write((o.offer_id, "not_modified", False, row_of(o.offer_id), o.observed_at,
+                           None, None, None, None, None, None, None, a.etag, a.last_modified, None))
                 else:
                     if not isinstance(o, FetchFailure):
                         raise TypeError(f"unexpected outcome {o!r}")
                     failed += 1
                     failed_by[o.reason.value] += 1
-                    write((o.offer_id, "failure", False, o.observed_at, None, None, None, None, None, None, None,
-                           None, None, o.reason.value))
+                    write((o.offer_id, "failure", False, None, o.observed_at,
+                           None, None, None, None, None, None, None, None, None, o.reason.value))
         counts = Counter({k: v for k, v in (("accepted", accepted), ("quarantined", quarantined),
                                             ("not_modified", not_modified), ("failure", failed)) if v})
         for reason, n in failed_by.items():
             counts[f"failed_{reason}"] = n
         # The statements after the COPY go in one round trip (pipeline mode: sent together, one
         # sync); an error in any of them still fails the batch's transaction as a whole.
+        successes = accepted + quarantined + not_modified
+        hinted = bool(successes and check_rows)
         with conn.pipeline():
+            cur.execute(NESTED_LOOPS_ONLY)
             if accepted or quarantined:
                 cur.execute(INSERT_OBSERVATIONS, {"run_key": window.partition_key})
-            if accepted or quarantined or not_modified:
+            if hinted:
+                by_row.execute(CHECK_SUCCESS_BY_ROW)
+            elif successes:
                 cur.execute(CHECK_SUCCESS)
             if failed:
                 cur.execute(CHECK_FAILURE, {"unhealthy_after": UNHEALTHY_AFTER_FAILURES, "max_backoff": MAX_BACKOFF})
@@ -420,8 +452,11 @@ def record_batch(
             cur.execute(UPSERT_PROGRESS, {**window.keys, "phase": phase,
                                           "last_offer_id": last_offer_id, "offers": len(results),
                                           "counts": json.dumps(dict(counts))})
+        by_key = successes - by_row.rowcount if hinted else successes
+        if hinted and by_key:  # some rows moved since the batch read them (or had no hint)
+            cur.execute(CHECK_SUCCESS)
     return BatchResult(observations=counts["accepted"] + counts["quarantined"], counts=counts,
-                       offers_changed=changed)
+                       offers_changed=changed, checks_by_key=by_key)
 
 
 # Connections whose session already has the staging table (prepare_session): record_batch then
@@ -429,10 +464,18 @@ def record_batch(
 _STAGED: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
 
 
+# The tracker's statements are short (a keyset page of due offers, a batch's writes), but the
+# planner's estimate for the due-offers page (a LIMIT over per-offer subplans, millions of cost
+# units) crosses jit_above_cost: JIT compilation took ~0.3 s of a 0.33 s page at 100k offers.
+JIT_OFF = "select set_config('jit', 'off', false)"
+
+
 def prepare_session(conn: psycopg.Connection) -> None:
-    """Create the session's staging table once, committed (call outside any transaction, or in
-    autocommit); record_batch otherwise creates it inside every batch's transaction."""
+    """Prepare a tracking session once: JIT off, and the staging table created, committed (call
+    outside any transaction, or in autocommit; record_batch otherwise creates the table inside
+    every batch's transaction)."""
     with conn.transaction():
+        conn.execute(JIT_OFF)
         conn.execute(CREATE_BATCH_STAGING)
     _STAGED.add(conn)
 

@@ -206,6 +206,36 @@ def test_only_changed_observations_write_the_offers_row(conn, offers):
         (same_quarantine, Decimal("50.00"), "quarantined"), (out_of_stock, None, "accepted")]
 
 
+def test_check_rows_are_updated_where_the_batch_read_them_and_by_key_when_they_moved(conn, offers):
+    targets = prices.due_offers(conn, WINDOW, phase=prices.REST, after=0, limit=100, now=AT)
+    hints = {t.offer_id: t.check_row for t in targets}
+    assert len(set(hints.values())) == 6 and all(h.startswith("(") for h in hints.values())
+    moved, swapped_a, swapped_b, fine, bystander = offers[0], offers[1], offers[2], offers[3], offers[4]
+    # After the read: one row moves (an update gives it a new address); two hints are swapped,
+    # so each points at another offer's live row.
+    conn.execute("update offer_checks set etag = etag where offer_id = %s", (moved,))
+    hints[swapped_a], hints[swapped_b] = hints[swapped_b], hints[swapped_a]
+    batch = [Acquired(o, observation(o, brl("100.00"), brl("120.00")), etag=f'"{o}"')
+             for o in (moved, swapped_a, swapped_b, fine)]
+    before = state(conn, bystander)
+    with conn.transaction():
+        result = prices.record_batch(conn, batch, window=WINDOW, phase=prices.REST, last_offer_id=fine,
+                                     currency_of={}, check_rows={o: hints[o] for o in (moved, swapped_a,
+                                                                                       swapped_b, fine)})
+    assert result.checks_by_key == 3  # the moved row and the two wrong hints; `fine` by its address
+    for o in (moved, swapped_a, swapped_b, fine):
+        assert state(conn, o) == {**CHECKED, **STORED, "etag": f'"{o}"', "last_modified": None}
+    assert state(conn, bystander) == before  # a wrong hint never touches another offer's row
+    # Without hints every check row is found by its key.
+    later = [Acquired(o, NotModified(o, AT + timedelta(hours=1)), etag='"x"') for o in (fine, bystander)]
+    with conn.transaction():
+        result = prices.record_batch(conn, later, window=WINDOW, phase=prices.REST, last_offer_id=bystander,
+                                     currency_of={})
+    assert result.checks_by_key == 2
+    assert conn.execute("select count(*) from offer_checks where last_checked_at = %s and etag = '\"x\"'",
+                        (AT + timedelta(hours=1),)).fetchone()[0] == 2
+
+
 def test_a_replayed_batch_writes_nothing_twice(conn, offers):
     batch = [Acquired(o, observation(o, brl("99.00"))) for o in offers]
     with conn.transaction():
