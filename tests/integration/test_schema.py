@@ -411,6 +411,29 @@ def test_alert_event_dedupe_key_is_unique(conn, household, offer, alert):
     assert conn.execute("select count(*), min(status) from alert_events").fetchone() == (1, "pending")
 
 
+def test_alert_event_references(conn, household, offer, alert):
+    """The alert and household are foreign keys (their deletes cascade to the events); the offer is
+    a soft reference since 0016 (no per-event lock of the offer row), as in price_history."""
+    foreign_keys = conn.execute(
+        "select a.attname, c.confrelid::regclass::text, c.confdeltype from pg_constraint c"
+        " join pg_attribute a on a.attrelid = c.conrelid and a.attnum = c.conkey[1]"
+        " where c.conrelid = 'alert_events'::regclass and c.contype = 'f' order by 1").fetchall()
+    assert foreign_keys == [("alert_id", "alerts", "c"), ("digest_id", "alert_events", "n"),
+                            ("household_id", "households", "c")]
+    product_id = conn.execute("select product_id from offers where id = %s", (offer,)).fetchone()[0]
+    product_alert = conn.execute("insert into alerts (household_id, alert_type, product_id) values (%s, 'NEW_LOW', %s)"
+                                 " returning id", (household, product_id)).fetchone()[0]
+    for alert_id in (alert, product_alert):
+        conn.execute("insert into alert_events (alert_id, household_id, offer_id, dedupe_key, price, currency)"
+                     " values (%s, %s, %s, %s, 149.90, 'BRL')", (alert_id, household, offer, f"k{alert_id}"))
+    conn.execute("delete from offers where id = %s", (offer,))
+    # The offer-level alert went with its offer, and its event with it; the product-level alert's
+    # event keeps the gone offer's id, as its price history would.
+    assert conn.execute("select alert_id, offer_id from alert_events").fetchall() == [(product_alert, offer)]
+    conn.execute("delete from households where id = %s", (household,))
+    assert conn.execute("select count(*) from alert_events").fetchone() == (0,)
+
+
 def test_one_delivery_per_event_and_channel(conn, household, offer, alert):
     event = conn.execute("insert into alert_events (alert_id, household_id, dedupe_key, currency)"
                          " values (%s, %s, 'k', 'BRL') returning id", (alert, household)).fetchone()[0]
