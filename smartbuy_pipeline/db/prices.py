@@ -380,7 +380,7 @@ def record_batch(
     amount still records the currency it was expected in. `current` maps offer id to the state
     the batch read (OfferTarget.state): observations that change nothing skip the `offers` row;
     offers missing from it are written. `check_rows` maps offer id to its offer_checks row's ctid
-    as the batch read it (OfferTarget.check_row): a hint, see CHECK_SUCCESS."""
+    as the batch read it (OfferTarget.check_row): a hint, see CHECK_SUCCESS_BY_ROW."""
     accepted = quarantined = not_modified = failed = changed = 0
     failed_by: Counter = Counter()
     state_of = (current or {}).get
