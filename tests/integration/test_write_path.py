@@ -236,6 +236,26 @@ def test_check_rows_are_updated_where_the_batch_read_them_and_by_key_when_they_m
                         (AT + timedelta(hours=1),)).fetchone()[0] == 2
 
 
+def test_the_session_and_batch_settings_give_the_batch_driven_plans(conn, offers):
+    """JIT off for the tracking session (prepare_session); in a batch's transaction the check rows
+    are found by address, a nested loop over the batch, never by hashing offer_checks."""
+    conn.execute("set jit = on")
+    prices.prepare_session(conn)
+    assert conn.execute("show jit").fetchone() == ("off",)
+    # a catalog big enough that scanning offer_checks is not the cheap way to a few rows
+    conn.execute("insert into offers (product_id, shop_id, source_kind, locator)"
+                 " select product_id, shop_id, 'page', 'https://loja.example/q/' || i"
+                 " from offers, generate_series(1, 5000) i where id = %s", (offers[0],))
+    conn.execute("analyze offer_checks")
+    with conn.transaction():
+        conn.execute(prices.NESTED_LOOPS_ONLY)
+        plan = "\n".join(r[0] for r in conn.execute("explain " + prices.CHECK_SUCCESS_BY_ROW))
+        assert "Nested Loop" in plan and "Tid Scan on offer_checks" in plan, plan
+        assert "Hash" not in plan and "Seq Scan on offer_checks" not in plan, plan
+    # SET LOCAL: the caller's next transaction plans freely again
+    assert conn.execute("show enable_hashjoin").fetchone() == ("on",)
+
+
 def test_a_replayed_batch_writes_nothing_twice(conn, offers):
     batch = [Acquired(o, observation(o, brl("99.00"))) for o in offers]
     with conn.transaction():
