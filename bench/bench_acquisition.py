@@ -15,84 +15,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-import aiohttp
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchlib import (  # noqa: E402
+    ChildRssSampler,
+    build_targets,
+    peak_rss_mib,
+    raw_fetch,
+    start_simulator,
+    urls_for,
+)
+
 from smartbuy_pipeline.acquisition.http import FetchEngine, FetchSettings, ParsePool  # noqa: E402
-from smartbuy_pipeline.acquisition.politeness import ShopPolicy  # noqa: E402
-from smartbuy_pipeline.acquisition.sources import OfferTarget, ShopTarget, acquire  # noqa: E402
+from smartbuy_pipeline.acquisition.sources import OfferTarget, acquire  # noqa: E402
 from smartbuy_pipeline.domain.types import FetchFailure, Observation, SourceKind  # noqa: E402
 from smartbuy_pipeline.simulator.scenarios import scale_scenario  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_simulator(offers: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "smartbuy_pipeline.simulator.server", "--port", str(port), "--scale", str(offers)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, base
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("simulator did not start within 120 s")
-
-
-def build_targets(offers: int, base: str):
-    rows = scale_scenario(offers).catalog_rows(base)
-    shops: dict[int, ShopTarget] = {}
-    by_domain: dict[str, int] = {}
-    for i, s in enumerate(rows["shops"], start=1):
-        by_domain[s["domain"]] = i
-        shops[i] = ShopTarget(ShopPolicy(i, 64, 0.0, True), s["currency"], s["locale"],
-                              feed_url=s.get("feed_url"), api_base_url=s.get("api_base_url"))
-    targets: dict[SourceKind, list[OfferTarget]] = {k: [] for k in SourceKind}
-    for i, o in enumerate(rows["offers"], start=1):
-        kind = SourceKind(o["source_kind"])
-        targets[kind].append(OfferTarget(i, by_domain[o["shop_domain"]], kind, o["locator"]))
-    return shops, targets
-
-
-async def raw_fetch(urls: list[str], concurrency: int = 50) -> tuple[int, int]:
-    """Download every URL with plain aiohttp; return (responses, decoded bytes)."""
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-    for u in urls:
-        queue.put_nowait(u)
-    total = 0
-    count = 0
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, headers={"Accept-Encoding": "gzip"}) as session:
-        async def worker() -> None:
-            nonlocal total, count
-            while not queue.empty():
-                url = queue.get_nowait()
-                async with session.get(url) as resp:
-                    total += len(await resp.read())
-                    count += 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return count, total
 
 
 async def real_path(targets: list[OfferTarget], shops, pool: ParsePool) -> Counter:
@@ -105,24 +48,6 @@ async def real_path(targets: list[OfferTarget], shops, pool: ParsePool) -> Count
     return outcomes
 
 
-def urls_for(kind: SourceKind, targets: list[OfferTarget], shops) -> list[str]:
-    if kind is SourceKind.PAGE:
-        return [t.locator for t in targets]
-    if kind is SourceKind.MERCHANT_FEED:
-        return sorted({shops[t.shop_id].feed_url for t in targets})
-    by_shop: dict[int, list[str]] = {}
-    for t in targets:
-        by_shop.setdefault(t.shop_id, []).append(t.locator)
-    return [f"{shops[sid].api_base_url}/items?ids={','.join(ids[i:i + 20])}"
-            for sid, ids in by_shop.items() for i in range(0, len(ids), 20)]
-
-
-def peak_rss_mib() -> tuple[float, float]:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return own, children
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--offers", type=int, default=250_000, help="scale scenario size (feeds hold offers/5)")
@@ -132,14 +57,14 @@ def main() -> None:
 
     proc, base = start_simulator(args.offers)
     try:
-        shops, targets = build_targets(args.offers, base)
+        shops, targets = build_targets(scale_scenario(args.offers).catalog_rows(base))
         samples = {
             SourceKind.PAGE: targets[SourceKind.PAGE][: args.pages],
             SourceKind.MERCHANT_FEED: targets[SourceKind.MERCHANT_FEED],
             SourceKind.MARKETPLACE_API: targets[SourceKind.MARKETPLACE_API],
         }
         print(f"simulator: scale scenario of {args.offers:,} offers at {base}")
-        with ParsePool() as pool:
+        with ChildRssSampler(exclude=(proc.pid,)) as children, ParsePool() as pool:
             print(f"parse pool: {pool.max_workers} processes")
             for kind, sample in samples.items():
                 urls = urls_for(kind, sample, shops)
@@ -161,8 +86,8 @@ def main() -> None:
                 print(f"  ratio path/raw       : {real / raw:12.2f}")
                 print(f"  seconds per round    : {len(sample) / real:12.2f}")
                 print(f"  outcomes (last round): {dict(outcomes)}")
-        own, children = peak_rss_mib()
-        print(f"\npeak RSS: this process {own:,.0f} MiB; largest finished child (parse worker) {children:,.0f} MiB")
+        print(f"\npeak RSS: this process {peak_rss_mib():,.0f} MiB; largest parse worker {children.largest_mib:,.0f} MiB; "
+              f"all parse processes together at most {children.total_mib:,.0f} MiB")
     finally:
         proc.terminate()
         proc.wait(10)

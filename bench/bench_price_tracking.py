@@ -13,17 +13,19 @@ write:  the same observation rows go (A) through a raw COPY into price_history a
         round 1 offer in 20 has a new price. Medians of rows/s and the B/A ratio. Target: B >=
         65% of A.
 hourly: the simulator (scale scenario) in its own process, the catalog bulk-loaded, then every
-        shard window of one hour tracked; wall time, offers/s, peak RSS.
+        shard window of one hour tracked (`tracking.track_window`, the shops' own politeness);
+        wall time, offers/s, peak RSS. Same-run baseline: plain aiohttp downloading the same
+        requests (a page per page offer, each feed once, an items-API call per 20 offers) from
+        the same simulator at concurrency 50, nothing parsed or written, once before and once
+        after the run (mean); the ratio is the run's offers/s to the baseline's.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
-import resource
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -34,6 +36,15 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchlib import (  # noqa: E402
+    ChildRssSampler,
+    build_targets,
+    peak_rss_mib,
+    raw_fetch,
+    start_simulator,
+    urls_for,
+)
 
 from smartbuy_pipeline.acquisition.sources import Acquired  # noqa: E402
 from smartbuy_pipeline.db import prices  # noqa: E402
@@ -64,10 +75,6 @@ def bench_database() -> tuple[DatabaseUrl, DatabaseUrl]:
 def drop(admin: DatabaseUrl, url: DatabaseUrl) -> None:
     with psycopg.connect(admin.url, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{url.database}" with (force)')
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def seed_offers(url: DatabaseUrl, n_offers: int) -> None:
@@ -186,10 +193,13 @@ def cmd_write(args) -> None:
         drop(admin, url)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def raw_download_rate(rows: dict) -> tuple[float, int]:
+    """Offers/s of plain aiohttp fetching every request the run makes, and the request count."""
+    shops, targets = build_targets(rows)
+    urls = [u for kind, ts in targets.items() for u in urls_for(kind, ts, shops)]
+    t0 = time.perf_counter()
+    asyncio.run(raw_fetch(urls))
+    return len(rows["offers"]) / (time.perf_counter() - t0), len(urls)
 
 
 def cmd_hourly(args) -> None:
@@ -198,40 +208,38 @@ def cmd_hourly(args) -> None:
     from smartbuy_pipeline.tracking import TrackingSettings, track_window
 
     admin, url = bench_database()
-    port = free_port()
-    sim = subprocess.Popen([sys.executable, "-m", "smartbuy_pipeline.simulator.server", "--port", str(port),
-                            "--scale", str(args.offers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sim, base = start_simulator(args.offers)
     try:
-        base = f"http://127.0.0.1:{port}"
         t0 = time.perf_counter()
         rows = scale_scenario(args.offers).catalog_rows(base)
         with psycopg.connect(url.url) as conn, conn.transaction():
             upsert_catalog(conn, rows["shops"], rows["products"], rows["offers"])
         print(f"catalog: {len(rows['offers']):,} offers, {len(rows['shops'])} shops loaded in "
               f"{time.perf_counter() - t0:.1f}s")
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.3)
+        raw_before, requests = raw_download_rate(rows)
         hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         settings = TrackingSettings(batch_size=args.batch_size)
         started = time.perf_counter()
         total = failed = observations = 0
-        for shard in range(SHARD_COUNT):
-            window = prices.ShardWindow(hour.strftime("%Y-%m-%d-%H:%M"), shard, SHARD_COUNT, hour + timedelta(hours=1))
-            report = track_window(url, window, settings)
-            total += report.processed
-            failed += report.failed
-            observations += report.observations
-            print(f"  shard {shard}: {report.processed:,} offers in {report.duration_s:.1f}s, "
-                  f"{report.batches} batches, p50 {report.percentile(50):.3f}s p95 {report.percentile(95):.3f}s "
-                  f"fetch latency, failures {dict(report.failed_by_reason)}")
-        wall = time.perf_counter() - started
+        with ChildRssSampler(exclude=(sim.pid,)) as children:
+            for shard in range(SHARD_COUNT):
+                window = prices.ShardWindow(hour.strftime("%Y-%m-%d-%H:%M"), shard, SHARD_COUNT, hour + timedelta(hours=1))
+                report = track_window(url, window, settings)
+                total += report.processed
+                failed += report.failed
+                observations += report.observations
+                print(f"  shard {shard}: {report.processed:,} offers in {report.duration_s:.1f}s, "
+                      f"{report.batches} batches, p50 {report.percentile(50):.3f}s p95 {report.percentile(95):.3f}s "
+                      f"fetch latency, failures {dict(report.failed_by_reason)}")
+            wall = time.perf_counter() - started
+        raw_after, _ = raw_download_rate(rows)
+        raw = (raw_before + raw_after) / 2
         print(f"hourly run: {total:,} offers ({observations:,} observations, {failed:,} failed) in {wall:.1f}s "
               f"= {total / wall:,.0f} offers/s")
-        print(f"peak RSS: this process {peak_rss_mib():,.0f} MiB")
+        print(f"baseline, plain aiohttp download of the same {requests:,} requests: {raw:,.0f} offers/s "
+              f"(before {raw_before:,.0f}, after {raw_after:,.0f}); ratio run/baseline {total / wall / raw:.3f}")
+        print(f"peak RSS: this process {peak_rss_mib():,.0f} MiB; largest parse worker {children.largest_mib:,.0f} MiB; "
+              f"all parse processes together at most {children.total_mib:,.0f} MiB")
     finally:
         sim.terminate()
         sim.wait(10)
