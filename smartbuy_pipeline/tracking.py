@@ -23,6 +23,7 @@ from smartbuy_pipeline.acquisition.http import FetchEngine, FetchSettings, Parse
 from smartbuy_pipeline.acquisition.sources import Acquired, FeedCache, FeedState, ShopTarget, acquire
 from smartbuy_pipeline.db import prices
 from smartbuy_pipeline.db.engine import DatabaseUrl
+from smartbuy_pipeline.domain.offer_state import is_price_change
 from smartbuy_pipeline.domain.types import FetchFailure, Observation, ObservationStatus
 
 
@@ -48,8 +49,9 @@ class TrackingReport:
     offers_due: int = 0
     priority_due: int = 0
     processed: int = 0
+    fetched: int = 0  # checks that got an answer: an observation or "not modified"
     observations: int = 0
-    changed: int = 0
+    changed: int = 0  # observations that changed the published price, 'de' price or availability
     quarantined: int = 0
     not_modified: int = 0
     failed: int = 0
@@ -59,7 +61,7 @@ class TrackingReport:
     latencies: list[float] = field(default_factory=list)
     failures_sample: list[str] = field(default_factory=list)  # "offer 12: http_5xx: ..." (first few)
 
-    COUNTS = ("offers_due", "priority_due", "processed", "observations", "changed", "quarantined",
+    COUNTS = ("offers_due", "priority_due", "processed", "fetched", "observations", "changed", "quarantined",
               "not_modified", "failed", "batches")
 
     @classmethod
@@ -84,7 +86,7 @@ class TrackingReport:
     def metadata(self) -> dict[str, float | int]:
         out: dict[str, float | int] = {
             "offers_due": self.offers_due, "priority_offers_due": self.priority_due,
-            "offers_processed": self.processed, "observations": self.observations,
+            "offers_processed": self.processed, "offers_fetched": self.fetched, "observations": self.observations,
             "changed": self.changed, "quarantined": self.quarantined, "not_modified": self.not_modified,
             "failed": self.failed, "batches": self.batches, "duration_s": round(self.duration_s, 3),
             "fetch_latency_p50_s": round(self.percentile(50), 4),
@@ -101,17 +103,17 @@ def _tally(report: TrackingReport, batch: list[Acquired], targets: dict) -> None
         if a.latency_s is not None:
             report.latencies.append(a.latency_s)
         if isinstance(o, Observation):
+            report.fetched += 1
             report.observations += 1
-            if o.status is ObservationStatus.QUARANTINED:
-                report.quarantined += 1
-            elif o.price is not None and o.price != targets[o.offer_id].last_good_price:
-                report.changed += 1
+            report.quarantined += o.status is ObservationStatus.QUARANTINED
+            report.changed += is_price_change(targets[o.offer_id].state, o)
         elif isinstance(o, FetchFailure):
             report.failed += 1
             report.failed_by_reason[o.reason.value] += 1
             if len(report.failures_sample) < 20:
                 report.failures_sample.append(f"offer {o.offer_id}: {o.reason.value}: {o.detail}")
         else:
+            report.fetched += 1
             report.not_modified += 1
 
 
@@ -179,6 +181,7 @@ async def _track(url: DatabaseUrl, window: prices.ShardWindow, settings: Trackin
     started = time.monotonic()
     with psycopg.connect(url.url, application_name="smartbuy-tracking") as conn:
         conn.autocommit = True
+        prices.lock_shard(conn, window, log)  # held until the connection closes
         prices.ensure_partitions(conn, now_fn())
         prices.prepare_session(conn)
         report.priority_due, report.offers_due = prices.count_due(conn, window, now_fn())

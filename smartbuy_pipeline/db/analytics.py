@@ -5,9 +5,10 @@ Every refresh is one SQL statement over all the offers concerned (no loop per of
 values did not change are not rewritten) and reads only `status = 'accepted'` observations. The
 caller owns the transaction.
 
-- `refresh_price_changes`: with each hourly batch, for the batch's window.
+- `refresh_price_changes`: after each tracking run, for the run's window and the offers it observed.
 - `refresh_price_daily`: once per UTC day (a daily partition), after the day has ended.
-- `refresh_offer_price_stats`: after each hourly run (all active offers, or the ones given).
+- `refresh_offer_price_stats`: after each tracking run, for the offers it observed (or all active
+  offers).
 
 Definitions (lows, medians, time-weighted in-stock share, market median) are in docs/analytics.md.
 """

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -248,6 +248,21 @@ update price_tracking_progress set phase = %(phase)s, last_offer_id = 0, updated
 where partition_key = %(partition_key)s and shard = %(shard)s
 """
 
+# One tracking session per shard at a time, whatever launched it (a scheduled run, a single-run
+# backfill whose range tags escape Dagster's per-shard run limit, the CLI, a test): a session-level
+# advisory lock on the tracker's connection. The server releases it when the connection ends, a
+# killed worker's included, so there is no lease to expire and no lock table to clean up. A second
+# session waits, then finds the offers the first one checked no longer due: nothing is fetched or
+# recorded twice. Keys: (SHARD_LOCK_CLASS, shard number); production always uses SHARD_COUNT shards.
+SHARD_LOCK_CLASS = 7_301  # the advisory-lock namespace of price tracking (an arbitrary constant)
+TRY_SHARD_LOCK_SQL = "select pg_try_advisory_lock(%(lock_class)s, %(shard)s)"
+SHARD_LOCK_SQL = "select pg_advisory_lock(%(lock_class)s, %(shard)s)"
+SHARD_LOCK_HOLDER_SQL = """
+select l.pid, a.application_name, a.backend_start from pg_locks l left join pg_stat_activity a on a.pid = l.pid
+where l.locktype = 'advisory' and l.granted and l.database = (select oid from pg_database where datname = current_database())
+  and l.classid = %(lock_class)s and l.objid = %(shard)s and l.objsubid = 2
+"""
+
 COMPLETE_PROGRESS = """
 update price_tracking_progress set phase = 'done', completed_at = now(), updated_at = now()
 where partition_key = %(partition_key)s and shard = %(shard)s
@@ -287,6 +302,20 @@ def _money(amount, currency) -> Money | None:
 
 def ensure_partitions(conn: psycopg.Connection, day: datetime) -> None:
     conn.execute(ENSURE_PARTITIONS_SQL, {"day": day.date()})
+
+
+def lock_shard(conn: psycopg.Connection, window: ShardWindow, log: Callable[[str], None]) -> bool:
+    """Take the shard's tracking lock for the rest of the session (autocommit connection), waiting
+    while another session holds it; True when it had to wait."""
+    params = {"lock_class": SHARD_LOCK_CLASS, "shard": window.shard}
+    if conn.execute(TRY_SHARD_LOCK_SQL, params).fetchone()[0]:
+        return False
+    holder = conn.execute(SHARD_LOCK_HOLDER_SQL, params).fetchone()
+    who = f"backend pid {holder[0]} ({holder[1] or 'no application name'}, connected {holder[2]:%Y-%m-%d %H:%M:%S})" \
+        if holder and holder[2] is not None else "another session"
+    log(f"shard {window.shard}/{window.shard_count} is being tracked by {who}; waiting for it to finish")
+    conn.execute(SHARD_LOCK_SQL, params)
+    return True
 
 
 def count_due(conn: psycopg.Connection, window: ShardWindow, now: datetime) -> tuple[int, int]:

@@ -129,8 +129,8 @@ def price_history(context: dg.AssetExecutionContext, config: PriceTrackingConfig
     for line in total.failures_sample:  # each failure names the offer, the reason and the URL
         context.log.warning(line)
     yield dg.MaterializeResult(metadata={"dagster/row_count": total.observations, **total.metadata()})
+    yield _staleness(database)  # first: a failing blocking check ends the step
     yield _quality(database, windows)
-    yield _staleness(database)
 
 
 def _observed_offers(context: dg.AssetExecutionContext, database: Database) -> tuple[list[int], datetime]:

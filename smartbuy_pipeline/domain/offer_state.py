@@ -48,3 +48,18 @@ def changes_offer(state: OfferState | None, observation: Observation, currency: 
             return True
     freight = observation.freight
     return freight is not None and freight.amount != state.freight
+
+
+def is_price_change(state: OfferState | None, observation: Observation) -> bool:
+    """Whether an observation changes what a price chart shows, against the published state it
+    was read with: an accepted observation whose price (a missing price counts), 'de' price or
+    availability differs, as analytics.price_changes counts changes. Quarantined observations are
+    not published, so they never are; unknown state (a first observation) always is."""
+    if observation.status is ObservationStatus.QUARANTINED:
+        return False
+    if state is None:
+        return True
+    price, reference = observation.price, observation.reference_price
+    return ((price.amount if price is not None else None) != state.price
+            or (reference.amount if reference is not None else None) != state.reference_price
+            or observation.availability != state.availability)

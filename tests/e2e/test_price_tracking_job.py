@@ -54,6 +54,7 @@ def test_one_partition_end_to_end(definitions, instance, db_url, catalog):
     assert meta["offers_processed"].value == expected
     assert meta["batches"].value == 1
     assert meta["observations"].value + meta["failed"].value + meta["not_modified"].value == expected
+    assert meta["offers_fetched"].value == meta["observations"].value + meta["not_modified"].value
     assert meta["dagster/row_count"].value == meta["observations"].value
     assert meta["fetch_latency_p95_s"].value >= meta["fetch_latency_p50_s"].value > 0
     checks = check_results(result)
@@ -87,10 +88,47 @@ def test_a_bad_batch_is_stopped_by_the_blocking_check(definitions, instance, db_
     assert failed["failed_expectation_count"].value == 1
     assert "USD" in failed["failing_rows_sample"].value
     assert not result.success
+    # The staleness warning is still reported (it runs before the blocking suite).
+    assert "offers_checked_recently" in checks
     # price_history itself landed (its rows are committed), but nothing downstream ran.
     assert len(result.asset_materializations_for_node("price_history")) == 1
     for node in ("price_changes", "offer_price_stats"):
         assert result.asset_materializations_for_node(node) == []
+
+
+def test_staleness_check_warns_when_over_5_percent_of_active_offers_went_unchecked(definitions, instance, db_url,
+                                                                                     catalog):
+    n_offers = len(catalog["offers"])
+    hour = current_hour()
+    shard_1 = scalar(db_url, "select count(*) from offers where id %% %s = 1", (SHARD_COUNT,))
+    result = run_partition(definitions, instance, db_url, hour, "1")
+    stale = check_results(result)["offers_checked_recently"]
+    # The other shards were never checked: a warning, not a failure of the run.
+    assert result.success and stale.passed is False and stale.severity == dg.AssetCheckSeverity.WARN
+    assert stale.metadata["active_offers"].value == n_offers
+    assert stale.metadata["stale_offers"].value == n_offers - shard_1
+    for shard in ("0", "2", "3"):
+        result = run_partition(definitions, instance, db_url, hour, shard)
+    stale = check_results(result)["offers_checked_recently"]
+    assert stale.passed is True and stale.metadata["stale_offers"].value == 0
+    # 2 of 43 offers (4.7%) last checked over 3 hours ago pass; 3 (7.0%) warn. Inactive offers
+    # do not count. (Stale offers of shard 0; the runs below re-check shard 1.)
+    assert n_offers == 43
+    with psycopg.connect(db_url.url) as conn:
+        stale_ids = [r[0] for r in conn.execute("select id from offers where id %% %s = 0 order by id limit 3",
+                                                (SHARD_COUNT,))]
+        conn.execute("update offer_checks set last_checked_at = now() - interval '3 hours 1 minute'"
+                     " where offer_id = any(%s)", (stale_ids,))
+        conn.execute("update offers set active = false where id = %s", (stale_ids[0],))
+    stale = check_results(run_partition(definitions, instance, db_url, hour, "1"))["offers_checked_recently"]
+    assert stale.passed is True
+    assert (stale.metadata["active_offers"].value, stale.metadata["stale_offers"].value) == (42, 2)
+    with psycopg.connect(db_url.url) as conn:
+        conn.execute("update offers set active = true")
+    stale = check_results(run_partition(definitions, instance, db_url, hour, "1"))["offers_checked_recently"]
+    assert stale.passed is False
+    assert (stale.metadata["active_offers"].value, stale.metadata["stale_offers"].value) == (43, 3)
+    assert stale.metadata["stale_share"].value == round(3 / 43, 4)
 
 
 def test_six_hour_backfill_in_a_single_run(definitions, instance, db_url, catalog):

@@ -199,3 +199,137 @@ def test_a_shops_feed_is_downloaded_once_per_run_across_batches(db_url, catalog,
     assert scalar(db_url, "select count(*) from offers o join shops s on s.id = o.shop_id "
                           "join offer_checks c on c.offer_id = o.id "
                           "where s.feed_url is not null and c.last_checked_at is not null") == feed_offers
+
+
+def checked_offers(url) -> set[int]:
+    with psycopg.connect(url.url) as conn:
+        return {r[0] for r in conn.execute("select offer_id from offer_checks where last_checked_at is not null")}
+
+
+def test_an_offer_is_due_by_its_own_or_its_shops_check_interval(db_url, catalog):
+    w = window()
+    with psycopg.connect(db_url.url) as conn:
+        # Every offer last checked 90 minutes before the window's end: due at the 1-hour default.
+        conn.execute("update offer_checks set last_checked_at = %s", (w.cutoff - timedelta(minutes=90),))
+        slow_shop = conn.execute("select id from shops order by id limit 1").fetchone()[0]
+        conn.execute("update shops set check_interval = interval '6 hours' where id = %s", (slow_shop,))
+        shop_offers = [r[0] for r in conn.execute("select id from offers where shop_id = %s order by id", (slow_shop,))]
+        eager = shop_offers[0]  # its own interval overrides the shop's
+        conn.execute("update offers set check_interval = interval '30 minutes' where id = %s", (eager,))
+        lazy = conn.execute("select min(id) from offers where shop_id <> %s", (slow_shop,)).fetchone()[0]
+        conn.execute("update offers set check_interval = interval '2 hours' where id = %s", (lazy,))
+        all_offers = {r[0] for r in conn.execute("select id from offers")}
+    assert len(shop_offers) >= 2
+    expected = all_offers - set(shop_offers[1:]) - {lazy}
+    report = track_window(db_url, w, FAST)
+    assert report.offers_due == report.processed == len(expected)
+    with psycopg.connect(db_url.url) as conn:
+        checked = {r[0] for r in conn.execute("select offer_id from offer_checks where last_checked_at > %s",
+                                              (w.cutoff - timedelta(minutes=90),))}
+    assert checked == expected
+
+
+def test_offers_of_active_alerts_go_first(db_url, catalog):
+    from tests.support import sign_up
+
+    with psycopg.connect(db_url.url) as conn:
+        last_offer = conn.execute("select max(id) from offers").fetchone()[0]
+        # An inactive alert's product gives no priority; the product must not share the alerted offer's.
+        idle_product = conn.execute("select product_id from offers where product_id <> (select product_id from offers"
+                                    " where id = %s) order by id desc limit 1", (last_offer,)).fetchone()[0]
+        _, household = sign_up(conn, "bia@example.com")
+        conn.execute("insert into alerts (household_id, alert_type, offer_id) values (%s, 'NEW_LOW', %s)",
+                     (household, last_offer))
+        conn.execute("insert into alerts (household_id, alert_type, product_id, active) values (%s, 'NEW_LOW', %s, false)",
+                     (household, idle_product))
+    report = track_window(db_url, window(), FAST, stop_after_batches=1)
+    assert report.priority_due == 1
+    # The first batch is the priority phase: the alerted offer alone, although it is last by id.
+    assert checked_offers(db_url) == {last_offer}
+
+
+def test_inactive_offers_and_shops_are_skipped(db_url, catalog):
+    with psycopg.connect(db_url.url) as conn:
+        off_offer = conn.execute("select min(id) from offers").fetchone()[0]
+        conn.execute("update offers set active = false where id = %s", (off_offer,))
+        off_shop = conn.execute("select shop_id from offers where id <> %s order by id desc limit 1",
+                                (off_offer,)).fetchone()[0]
+        conn.execute("update shops set active = false where id = %s", (off_shop,))
+        skipped = {off_offer} | {r[0] for r in conn.execute("select id from offers where shop_id = %s", (off_shop,))}
+        all_offers = {r[0] for r in conn.execute("select id from offers")}
+    report = track_window(db_url, window(), FAST)
+    assert report.offers_due == report.processed == len(all_offers - skipped)
+    assert checked_offers(db_url) == all_offers - skipped
+    assert scalar(db_url, "select count(*) from price_history where offer_id = any(%s)", (list(skipped),)) == 0
+
+
+def test_two_sessions_never_track_one_shard_at_once(db_url, catalog):
+    import threading
+    import time
+
+    w = window()
+    logs: list[str] = []
+    reports = []
+    with psycopg.connect(db_url.url, autocommit=True) as holder:
+        # Another session (a run launched outside Dagster's per-shard limit) holds the shard.
+        holder.execute("select pg_advisory_lock(%s, %s)", (prices.SHARD_LOCK_CLASS, w.shard))
+        waiting = threading.Thread(target=lambda: reports.append(track_window(db_url, w, FAST, log=logs.append)))
+        waiting.start()
+        deadline = time.monotonic() + 30
+        while not logs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert logs and f"backend pid {holder.info.backend_pid}" in logs[0] and "waiting" in logs[0], logs
+        time.sleep(0.3)
+        assert checked_offers(db_url) == set(), "nothing is fetched while the shard is held"
+        holder.execute("select pg_advisory_unlock(%s, %s)", (prices.SHARD_LOCK_CLASS, w.shard))
+        waiting.join(60)
+    assert reports[0].processed == len(catalog["offers"])
+
+    # Two sessions started together on a fresh hour: one tracks everything, the other waits and
+    # then finds nothing due; every offer observed once.
+    with psycopg.connect(db_url.url) as conn:
+        conn.execute("update offer_checks set last_checked_at = last_checked_at - interval '1 hour'")
+    before = scalar(db_url, "select max(observed_at) from price_history")
+    threads = [threading.Thread(target=lambda: reports.append(track_window(db_url, w, FAST))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(r.processed for r in reports[1:]) == [0, len(catalog["offers"])]
+    tracked = max(reports[1:], key=lambda r: r.processed)
+    with psycopg.connect(db_url.url) as conn:
+        new_rows, new_offers = conn.execute("select count(*), count(distinct offer_id) from price_history"
+                                            " where observed_at > %s", (before,)).fetchone()
+    assert new_rows == new_offers == tracked.observations  # (unchanged pages answer 304: no row)
+
+
+def test_changed_and_fetched_count_what_the_price_chart_shows(db_url, catalog, sim):
+    from smartbuy_pipeline.simulator.scenarios import Fault, FaultKind
+
+    w = window()
+    sim.clock.set(datetime(2026, 11, 20, 12, tzinfo=UTC))  # the marketplace a week before Black Friday
+    first = track_window(db_url, w, FAST)
+    assert first.fetched == first.observations + first.not_modified == len(catalog["offers"]) - first.failed
+    # Black Friday an hour later (scripted prices move), every page fetched again in full (no
+    # validators); one page fails this time.
+    sim.clock.set(datetime(2026, 11, 27, 3, tzinfo=UTC))
+    key = "ideapad-3-casa-eletro"
+    sim.set_faults(offer=key, faults=[Fault(FaultKind.SERVER_ERROR_BURST, count=1000)])
+    with psycopg.connect(db_url.url) as conn:
+        conn.execute("update offer_checks set last_checked_at = last_checked_at - interval '1 hour',"
+                     " etag = null, last_modified = null")
+        conn.execute("update shops set feed_etag = null, feed_last_modified = null")
+        since = conn.execute("select max(observed_at) from price_history").fetchone()[0]
+    second = track_window(db_url, w, FAST)
+    assert second.failed >= 1 and second.fetched == len(catalog["offers"]) - second.failed
+    # `changed` = this run's accepted observations whose price, 'de' price or availability differ
+    # from the offer's previous accepted observation, as analytics.price_changes counts them.
+    expected = scalar(db_url, """
+        select count(*) from price_history h
+        cross join lateral (select p.price, p.reference_price, p.availability from price_history p
+                            where p.offer_id = h.offer_id and p.status = 'accepted' and p.observed_at < h.observed_at
+                            order by p.observed_at desc limit 1) prev
+        where h.observed_at > %s and h.status = 'accepted'
+          and (h.price is distinct from prev.price or h.reference_price is distinct from prev.reference_price
+               or h.availability is distinct from prev.availability)""", (since,))
+    assert second.changed == expected > 0

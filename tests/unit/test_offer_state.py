@@ -1,4 +1,5 @@
-"""domain.offer_state.changes_offer: which check outcomes must write the offers row."""
+"""domain.offer_state: which check outcomes must write the offers row (changes_offer), and which
+are price changes as analytics.price_changes counts them (is_price_change)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from smartbuy_pipeline.domain.offer_state import OfferState, changes_offer
+from smartbuy_pipeline.domain.offer_state import OfferState, changes_offer, is_price_change
 from smartbuy_pipeline.domain.types import Availability, Money, Observation, ObservationStatus, SourceKind
 
 AT = datetime(2026, 11, 26, 12, tzinfo=UTC)
@@ -56,3 +57,20 @@ def obs(price: str | None = "100.00", reference: str | None = "120.00", freight:
 ])
 def test_changes_offer(observation: Observation, state: OfferState | None, currency: str, expected: bool) -> None:
     assert changes_offer(state, observation, currency) is expected
+
+
+@pytest.mark.parametrize(("observation", "state", "expected"), [
+    (obs(), STATE, False),                                      # the same page again
+    (obs(price="100.0"), STATE, False),                         # same amount, other scale
+    (obs(freight="0.00"), STATE, False),                        # freight is not charted
+    (obs(price="99.90"), STATE, True),
+    (obs(reference="130.00"), STATE, True),
+    (obs(reference=None), STATE, True),                         # "de" price gone
+    (obs(availability=Availability.OUT_OF_STOCK), STATE, True),
+    (obs(price=None, reference=None, availability=Availability.IN_STOCK), STATE, True),  # price no longer shown
+    (obs(), None, True),                                        # first observation
+    (obs(price="10.00", status=ObservationStatus.QUARANTINED), STATE, False),  # not published
+    (obs(price="10.00", status=ObservationStatus.QUARANTINED), None, False),
+])
+def test_is_price_change(observation: Observation, state: OfferState | None, expected: bool) -> None:
+    assert is_price_change(state, observation) is expected
