@@ -26,13 +26,20 @@ def window_key(at: datetime) -> str:
     return ALERT_WINDOWS.get_partition_key_for_timestamp(at.timestamp())
 
 
-# Offers of a batch are stamped when fetched, shortly before the batch commits, and shards commit
-# in parallel: a triggered evaluation looks back this much before the previous trigger.
+# Offers of a batch are stamped when fetched, before the batch commits, and shards commit in
+# parallel: a triggered evaluation looks back this much before the previous trigger.
 TRIGGER_OVERLAP = timedelta(minutes=5)
 
-LATEST_PRICE_BATCH_SQL = """
-select greatest((select max(updated_at) from price_tracking_progress),
-                (select max(computed_at) from offer_risk_scores))
+# What the trigger watches, in commit order: every committed price batch adds one to its run's
+# checkpoint row (`batches`), so the sum only grows, whenever the batch's transaction started (a
+# timestamp such as updated_at = now() is the transaction's start: a batch that began before
+# another but committed after it would look older than what the cursor had seen). A rescoring
+# that changes a score or bucket adds offer_risk_score_history rows. Both reads are cheap: the
+# checkpoint table has a row per shard and hour, and max(id) is a primary-key probe.
+LANDED_SQL = """
+select (select coalesce(sum(batches), 0) from price_tracking_progress) as price_batches,
+       (select coalesce(max(id), 0) from offer_risk_score_history) as risk_changes,
+       now() as seen_at
 """
 
 
@@ -96,25 +103,28 @@ alert_candidates_schedule = dg.build_schedule_from_partitioned_job(
            description="When a price batch (or a risk rescoring) commits, evaluate the alerts whose offers changed.")
 def alert_candidates_on_price_batch(context: dg.SensorEvaluationContext, database: Database):
     with psycopg.connect(database.database_url.url, application_name="smartbuy-sensor") as conn:
-        latest = conn.execute(LATEST_PRICE_BATCH_SQL).fetchone()[0]
-    if latest is None:
+        batches, risk, seen_at = conn.execute(LANDED_SQL).fetchone()
+    if not batches and not risk:
         return dg.SkipReason("no price batch has landed yet")
-    previous = datetime.fromisoformat(json.loads(context.cursor)["latest"]) if context.cursor else None
-    if previous is not None and latest <= previous:
+    previous = json.loads(context.cursor) if context.cursor else {}
+    if (previous.get("price_batches"), previous.get("risk_changes")) == (batches, risk):
         return dg.SkipReason("no new price batch")
     waiting = context.instance.get_runs_count(dg.RunsFilter(
         job_name=alert_evaluation_job.name,
         statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]))
     if waiting:  # the cursor stays: the next tick covers these batches too
         return dg.SkipReason("an alert evaluation is already waiting to start")
-    since = (previous or latest - timedelta(minutes=15)) - TRIGGER_OVERLAP
-    now = datetime.now(UTC)
+    # Everything counted at the previous tick was committed by then; what landed since was fetched
+    # at most TRIGGER_OVERLAP before it. The first trigger looks back one schedule window more.
+    previous_at = datetime.fromisoformat(previous["seen_at"]) if "seen_at" in previous \
+        else seen_at - timedelta(minutes=15)
+    since = previous_at - TRIGGER_OVERLAP
     return dg.SensorResult(
         run_requests=[dg.RunRequest(
-            run_key=f"prices-{latest.isoformat()}",
-            partition_key=window_key(now),
+            run_key=f"prices-{batches}-risk-{risk}",
+            partition_key=window_key(seen_at),
             run_config={"ops": {"alert_candidates": {"config": {"changed_since": since.isoformat()}}}},
             tags={"smartbuy/trigger": "price_batch"},
         )],
-        cursor=json.dumps({"latest": latest.isoformat()}),
+        cursor=json.dumps({"price_batches": batches, "risk_changes": risk, "seen_at": seen_at.isoformat()}),
     )

@@ -30,11 +30,15 @@ def tick(definitions, instance, db_url, cursor=None):
         return sensor.evaluate_tick(ctx)
 
 
-def land_batch(db_url, at: datetime, partition: str) -> None:
+def land_batch(db_url, started_at: datetime, partition: str) -> None:
     with psycopg.connect(db_url.url, autocommit=True) as conn:
-        # a committed batch moves its run's checkpoint (updated_at); the sensor watches that
-        conn.execute("insert into price_tracking_progress (partition_key, shard, shard_count, updated_at)"
-                     " values (%s, 0, 4, %s)", (partition, at))
+        # a committed batch adds one to its run's checkpoint; updated_at is its transaction's start
+        conn.execute("insert into price_tracking_progress (partition_key, shard, shard_count, batches, updated_at)"
+                     " values (%s, 0, 4, 1, %s)", (partition, started_at))
+
+
+def seen_at(result) -> datetime:
+    return datetime.fromisoformat(json.loads(result.cursor)["seen_at"])
 
 
 def test_a_landed_price_batch_triggers_a_scoped_evaluation_once(definitions, instance, db_url):
@@ -42,23 +46,36 @@ def test_a_landed_price_batch_triggers_a_scoped_evaluation_once(definitions, ins
     assert first.run_requests == [] and first.skip_message == "no price batch has landed yet"
     t1 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
     land_batch(db_url, t1, "2026-11-26-10:00")
+    before = datetime.now(UTC)
     second = tick(definitions, instance, db_url)
     (request,) = second.run_requests
-    assert request.run_key == f"prices-{t1.isoformat()}"
-    assert request.partition_key == window_key(datetime.now(UTC))
+    assert request.run_key == "prices-1-risk-0"
+    assert before <= seen_at(second) <= datetime.now(UTC)
+    assert request.partition_key == window_key(seen_at(second))
     config = request.run_config["ops"]["alert_candidates"]["config"]
-    assert datetime.fromisoformat(config["changed_since"]) == t1 - timedelta(minutes=15) - TRIGGER_OVERLAP
+    assert datetime.fromisoformat(config["changed_since"]) == seen_at(second) - timedelta(minutes=15) - TRIGGER_OVERLAP
     # the same batch on the next tick: nothing new
     third = tick(definitions, instance, db_url, cursor=second.cursor)
     assert third.run_requests == [] and third.skip_message == "no new price batch"
-    # a later batch: evaluated since the previous one, with the overlap for shards committing in parallel
-    t2 = t1 + timedelta(seconds=20)
-    land_batch(db_url, t2, "2026-11-26-10:00-b")
-    fourth = tick(definitions, instance, db_url, cursor=third.cursor or second.cursor)
+    # A batch whose transaction started before the first one's but committed after the tick that
+    # saw it (shards commit in parallel): still news. Evaluated since the previous trigger, with
+    # the overlap for what it fetched before committing.
+    land_batch(db_url, t1 - timedelta(seconds=20), "2026-11-26-10:00-b")
+    fourth = tick(definitions, instance, db_url, cursor=second.cursor)
     (request,) = fourth.run_requests
-    since = fourth.run_requests[0].run_config["ops"]["alert_candidates"]["config"]["changed_since"]
-    assert datetime.fromisoformat(since) == t1 - TRIGGER_OVERLAP
-    assert json.loads(fourth.cursor) == {"latest": t2.isoformat()}
+    assert request.run_key == "prices-2-risk-0"
+    since = request.run_config["ops"]["alert_candidates"]["config"]["changed_since"]
+    assert datetime.fromisoformat(since) == seen_at(second) - TRIGGER_OVERLAP
+    assert {k: v for k, v in json.loads(fourth.cursor).items() if k != "seen_at"} == {"price_batches": 2,
+                                                                                       "risk_changes": 0}
+    # a rescoring that changed a score is news too
+    with psycopg.connect(db_url.url, autocommit=True) as conn:
+        _, offer = catalog(conn)
+        conn.execute("insert into offer_risk_score_history (offer_id, score, bucket, model_version)"
+                     " values (%s, 40, 'C', 't')", (offer,))
+    fifth = tick(definitions, instance, db_url, cursor=fourth.cursor)
+    (request,) = fifth.run_requests
+    assert request.run_key.startswith("prices-2-risk-") and request.run_key != "prices-2-risk-0"
 
 
 def test_schedule_evaluates_the_window_it_runs_in(definitions, instance):
