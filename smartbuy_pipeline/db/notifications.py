@@ -4,10 +4,14 @@
    channel of their household, unless the household already had `rate_limit` events in the last
    hour: the excess is folded into one digest event per household, released when the hour has
    room. Events of a household without an enabled channel are `suppressed`. Due digests are
-   released in the same transaction. Locks with SKIP LOCKED: two dispatch runs never release the
-   same event.
+   released in the same transaction. Releases are serialized (a transaction-level advisory lock):
+   dispatch runs overlap by design, and two concurrent releases would each count the other's
+   uncommitted dispatches as none (rate limit exceeded), open two digests for one household, or
+   fold events into a digest the other had just sent.
 2. `claim_due` (one committed statement): due deliveries (pending, failed and due for retry, or
    claimed by a run whose lease expired) become `sending`, attempts + 1, claimed by this run.
+   While it sends, the run renews the lease of what it still holds (`renew_claims`), so a slow
+   round is never re-claimed and sent twice by another run; only a dead run's claims expire.
 3. `record_results` (one transaction per group of results): one COPY, then one UPDATE of the
    deliveries (sent / failed with exponential backoff / dead), one INSERT into the append-only
    `notification_attempts`, and Web Push channels whose subscription is gone are disabled.
@@ -43,6 +47,8 @@ create temporary table if not exists release_batch (
     decision text            -- dispatched | digested | suppressed
 ) on commit delete rows
 """
+
+RELEASE_LOCK_SQL = "select pg_advisory_xact_lock(hashtextextended('smartbuy.notification_release', 0))"
 
 LOCK_PENDING_EVENTS = """
 insert into release_batch (id, household_id)
@@ -171,6 +177,7 @@ def release_events(conn: psycopg.Connection, *, now: datetime, rate_limit: int =
         raise ValueError(f"rate_limit must be at least 1 event per hour, got {rate_limit}")
     params = {"now": now, "rate_limit": rate_limit, "max_events": max_events, "max_items": DIGEST_MAX_ITEMS}
     with conn.cursor() as cur:
+        cur.execute(RELEASE_LOCK_SQL)  # until the caller's transaction ends
         cur.execute(CREATE_RELEASE_BATCH)
         cur.execute(LOCK_PENDING_EVENTS, params)
         cur.execute(DECIDE_RELEASE, params)
@@ -228,6 +235,19 @@ def claim_due(conn: psycopg.Connection, *, now: datetime, run_id: str, limit: in
                          payload=r[7]), channel_enabled=r[6], observed_at=r[8])
         for r in rows
     ]
+
+
+# Only rows this run still holds: settled ones are no longer 'sending', and a claim another run
+# took over (after this one's lease lapsed) names that run.
+RENEW_CLAIMS = """
+update notification_deliveries set claimed_at = %(now)s
+where id = any(%(ids)s) and status = 'sending' and claimed_by = %(run_id)s
+"""
+
+
+def renew_claims(conn: psycopg.Connection, delivery_ids: Sequence[int], *, run_id: str, now: datetime) -> int:
+    """Extend this run's lease on the deliveries it is still sending (one statement); how many."""
+    return conn.execute(RENEW_CLAIMS, {"ids": list(delivery_ids), "run_id": run_id, "now": now}).rowcount
 
 
 # -- 3. record -------------------------------------------------------------------------------------

@@ -756,11 +756,15 @@ def deliver_all(
     on_results: Callable[[list[DeliveryResult]], None],
     flush_every: int = 100,
     flush_interval_s: float = 0.2,
+    heartbeat: Callable[[], None] | None = None,
+    heartbeat_every_s: float = 30.0,
 ) -> Counter[Outcome]:
     """Send every delivery concurrently (at most settings.concurrency in flight), call on_results in
     the caller's thread with groups of finished results (so the caller commits them in small
     transactions and a kill loses little), and return counts per outcome. One failing delivery never
-    stops the others. Never raises for a delivery's failure.
+    stops the others. Never raises for a delivery's failure. `heartbeat`, if given, is called in
+    the caller's thread every `heartbeat_every_s` while deliveries are in flight (the dispatcher
+    renews its claims' lease there).
 
     If `on_results` raises (or the caller is interrupted), no further delivery is started, the
     ones in flight finish (bounded by timeout_s), their results are dropped and the exception
@@ -771,6 +775,8 @@ def deliver_all(
         return counts
     if flush_every < 1:
         raise ValueError("flush_every must be >= 1")
+    if heartbeat_every_s <= 0:
+        raise ValueError("heartbeat_every_s must be > 0")
     out: queue.Queue = queue.Queue()
     stop = threading.Event()
     failure: list[BaseException] = []
@@ -787,15 +793,20 @@ def deliver_all(
     thread.start()
     batch: list[DeliveryResult] = []
     first_at = 0.0
+    next_beat = time.monotonic() + heartbeat_every_s
     try:
         while True:
-            timeout = None if not batch else max(0.0, first_at + flush_interval_s - time.monotonic())
+            deadlines = ([first_at + flush_interval_s] if batch else []) + ([next_beat] if heartbeat else [])
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             try:
                 item = out.get(timeout=timeout)
             except queue.Empty:
                 item = None
             if item is _DONE:
                 break
+            if heartbeat is not None and time.monotonic() >= next_beat:
+                heartbeat()
+                next_beat = time.monotonic() + heartbeat_every_s
             if item is not None:
                 if not batch:
                     first_at = time.monotonic()

@@ -1,10 +1,10 @@
 """One dispatch pass: release the outbox, then claim, send and settle due deliveries in rounds.
 
 The Dagster job `dispatch_notifications` calls `dispatch`; so do the tests and the benchmark.
-Each round claims at most `claim_size` deliveries (committed: the claim is a lease), sends them
-through `channels.deliver_all`, and settles the results in small transactions as they finish,
-so a killed run loses at most the attempts in flight (re-claimed after the lease, deduplicated
-by the receiver's Idempotency-Key).
+Each round claims at most `claim_size` deliveries (committed: the claim is a lease, renewed every
+quarter lease while the round sends), sends them through `channels.deliver_all`, and settles the
+results in small transactions as they finish, so a killed run loses at most the attempts in
+flight (re-claimed after the lease, deduplicated by the receiver's Idempotency-Key).
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class DispatchSettings:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
         if self.claim_size < 1 or self.max_deliveries < 1:
             raise ValueError("claim_size and max_deliveries must be >= 1")
+        if self.claim_lease < timedelta(0):
+            raise ValueError(f"claim_lease must not be negative, got {self.claim_lease}")
 
 
 @dataclass
@@ -152,5 +154,13 @@ def _send_round(conn: psycopg.Connection, claimed: list[db.Claimed], *, run_id: 
                                started_at=at, finished_at=at) for c in disabled])
     live = [c.delivery for c in claimed if c.channel_enabled]
     if live:
+        live_ids = [d.delivery_id for d in live]
+
+        def renew() -> None:  # a round may outlast the lease (slow receivers): keep what we hold
+            with conn.transaction():
+                db.renew_claims(conn, live_ids, run_id=run_id, now=now_fn())
+
         # groups of up to 500 results or half a second: few small transactions, little lost to a kill
-        deliver_all(live, channels, on_results=settle, flush_every=500, flush_interval_s=0.5)
+        lease_s = settings.claim_lease.total_seconds()
+        deliver_all(live, channels, on_results=settle, flush_every=500, flush_interval_s=0.5,
+                    heartbeat=renew if lease_s > 0 else None, heartbeat_every_s=max(lease_s, 1.0) / 4)

@@ -1,5 +1,7 @@
 """Notification dispatch against a real PostgreSQL and real local receivers (LocalInbox: an
-aiohttp webhook receiver and an aiosmtpd SMTP server). Nothing here is mocked."""
+aiohttp webhook receiver and an aiosmtpd SMTP server). The one stand-in: LocalInbox's /push
+endpoint plays the remote Web Push service (a browser vendor's push server cannot run here), so
+the 404/410 "subscription gone" answer comes from it; everything else is the real component."""
 
 from __future__ import annotations
 
@@ -302,3 +304,61 @@ def test_kill_mid_dispatch_then_rerun_sends_the_rest_and_nothing_twice(conn, db_
     # are the requests that were in flight when the worker died
     assert (inbox.unique("fast"), inbox.unique("slow")) == (30, 30)
     assert (inbox.duplicates("fast"), inbox.duplicates("slow")) == (0, held)
+
+
+def test_a_round_slower_than_the_lease_keeps_its_claims(conn, db_url, inbox):
+    import threading
+
+    ha = household(conn, "ana@example.com")
+    product, offer = catalog(conn)
+    channel(conn, ha, "webhook", inbox.webhook_url("ana", secret=SECRET), SECRET)
+    events(conn, ha, product, offer, 3)
+    inbox.hold_next("ana", 3)  # a slow receiver: the round lasts longer than the lease
+    settings = DispatchSettings(claim_lease=timedelta(seconds=1))
+    reports = []
+    slow = threading.Thread(target=lambda: reports.append(
+        dispatch(connector(db_url), run_id="slow-run", channels=inbox.channel_settings(), settings=settings)))
+    slow.start()
+    try:
+        assert inbox.wait_for(lambda: inbox.held("ana") == 3, timeout=30)
+        time.sleep(2.5)  # over twice the lease: the sending run renews it every quarter lease
+        assert conn.execute("select count(*) from notification_deliveries where status = 'sending'"
+                            " and claimed_by = 'slow-run' and claimed_at > now() - interval '1 second'").fetchone()[0] == 3
+        other = dispatch(connector(db_url), run_id="other-run", channels=inbox.channel_settings(), settings=settings)
+        assert other.claimed == 0
+    finally:
+        inbox.release()
+        slow.join(30)
+    assert reports[0].sent == 3 and reports[0].stale == 0
+    assert (inbox.received("ana"), inbox.unique("ana"), inbox.duplicates("ana")) == (3, 3, 0)
+    assert conn.execute("select count(*), count(distinct run_id) from notification_attempts").fetchone() == (3, 1)
+
+
+def test_concurrent_releases_keep_the_rate_limit_and_one_digest(conn, db_url):
+    import threading
+
+    ha = household(conn, "ana@example.com")
+    product, offer = catalog(conn)
+    channel(conn, ha, "email", "ana@example.com")
+    events(conn, ha, product, offer, 30)
+    # Two dispatch runs release at once; the batches of pending events are split between them.
+    barrier = threading.Barrier(2)
+    released = []
+
+    def release(max_events: int) -> None:
+        with psycopg.connect(db_url.url) as c, c.transaction():
+            barrier.wait()
+            released.append(db.release_events(c, now=NOW, rate_limit=10, max_events=max_events))
+            time.sleep(0.3)  # hold the transaction open: the other release must not decide meanwhile
+
+    threads = [threading.Thread(target=release, args=(15,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sum(r.dispatched for r in released) == 10 and sum(r.digested for r in released) == 20
+    assert conn.execute("select count(*) from alert_events where kind = 'alert' and status = 'dispatched'"
+                        ).fetchone()[0] == 10
+    digests = conn.execute("select id from alert_events where kind = 'digest' and status = 'pending'").fetchall()
+    assert len(digests) == 1
+    assert conn.execute("select count(*) from alert_events where digest_id = %s", (digests[0][0],)).fetchone()[0] == 20
