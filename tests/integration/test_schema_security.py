@@ -194,6 +194,27 @@ def test_user_can_read_update_and_delete_own_rows(conn, world):
         assert count(c, "select count(*) from wishes") == 0
 
 
+def test_a_channel_secret_is_write_only_for_its_household(conn, world):
+    channel = world["rows_a"]["notification_channels"]
+    with as_user(conn, world["a"]) as c:
+        # the member sees the channel and its own target, and may rotate the secret...
+        assert c.execute("select kind, target, enabled from notification_channels where id = %s",
+                         (channel,)).fetchone() == ("webhook", f"https://hooks.example/{world['ha']}", True)
+        assert c.execute("update notification_channels set secret = 'rotated' where id = %s", (channel,)).rowcount == 1
+        assert c.execute("insert into notification_channels (household_id, kind, target, secret)"
+                         " values (%s, 'webhook', 'https://hooks.example/2', 'new')", (world["ha"],)).rowcount == 1
+    # ... but never reads it back, not even through `*` or a returning clause
+    for statement in ("select secret from notification_channels",
+                      "select * from notification_channels",
+                      "update notification_channels set enabled = true returning secret"):
+        with as_user(conn, world["a"]) as c:
+            with pytest.raises(errors.InsufficientPrivilege, match="permission denied"):
+                c.execute(statement)
+    # the dispatcher still does
+    with acting_as(conn, "smartbuy_pipeline") as c:
+        assert c.execute("select secret from notification_channels where id = %s", (channel,)).fetchone() == ("s3cr3t",)
+
+
 def test_user_cannot_move_own_row_into_other_household(conn, world):
     with as_user(conn, world["a"]) as c:
         with pytest.raises(errors.InsufficientPrivilege, match="row-level security"):
