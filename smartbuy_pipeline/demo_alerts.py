@@ -75,10 +75,10 @@ def setup_demo_household(conn: psycopg.Connection, scenario, *, webhook_url: str
     scam_price = conn.execute(OFFER_PRICE, {"product": iphone, "shop": "Super Ofertas BR"}).fetchone()[0]
     scam_target = (scam_price or Decimal("3000")) + Decimal("1.00")
     for alert_type, product, params in (
-        ("TARGET_PRICE", ps5, {"target": float(ps5_top + 1)}),
+        ("TARGET_PRICE", ps5, {"target": str(ps5_top + 1)}),
         ("NEW_LOW", ps5, {"days": 30}),
         ("BACK_IN_STOCK", airfryer, {}),
-        ("TARGET_PRICE", iphone, {"target": float(scam_target)}),
+        ("TARGET_PRICE", iphone, {"target": str(scam_target)}),
     ):
         conn.execute(ADD_ALERT, {"household": household, "type": alert_type, "product": product,
                                  "params": json.dumps(params)})

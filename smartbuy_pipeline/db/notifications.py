@@ -211,10 +211,12 @@ claimed as (
     from due where d.id = due.id
     returning d.id, d.attempts, d.channel_id, d.event_id
 )
-select c.id, c.attempts, c.channel_id, ch.kind, ch.target, ch.secret, ch.enabled, e.payload, e.observed_at
+select c.id, c.attempts, c.channel_id, ch.kind, ch.target, ch.secret, ch.enabled, e.payload,
+       greatest(e.observed_at, al.created_at) as due_since
 from claimed c
 join notification_channels ch on ch.id = c.channel_id
 join alert_events e on e.id = c.event_id
+left join alerts al on al.id = e.alert_id
 order by c.id
 """
 
@@ -223,7 +225,10 @@ order by c.id
 class Claimed:
     delivery: Delivery
     channel_enabled: bool
-    observed_at: datetime | None  # the price observation behind the event (latency is measured from it)
+    # Since when the household should have it: the price observation behind the event, or the
+    # alert's creation when that is later (a new alert on a price seen days ago). Latency is
+    # measured from it; None for digests.
+    due_since: datetime | None
 
 
 def claim_due(conn: psycopg.Connection, *, now: datetime, run_id: str, limit: int,
@@ -232,7 +237,7 @@ def claim_due(conn: psycopg.Connection, *, now: datetime, run_id: str, limit: in
     rows = conn.execute(CLAIM_DUE, {"now": now, "run_id": run_id, "limit": limit, "lease": lease}).fetchall()
     return [
         Claimed(Delivery(delivery_id=r[0], attempt=r[1], channel_id=r[2], kind=r[3], target=r[4], secret=r[5],
-                         payload=r[7]), channel_enabled=r[6], observed_at=r[8])
+                         payload=r[7]), channel_enabled=r[6], due_since=r[8])
         for r in rows
     ]
 

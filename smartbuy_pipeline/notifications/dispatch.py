@@ -59,7 +59,7 @@ class DispatchReport:
     channels_disabled: int = 0
     rounds: int = 0
     duration_s: float = 0.0
-    latencies_s: list[float] = field(default_factory=list)  # price observation -> delivered
+    latencies_s: list[float] = field(default_factory=list)  # price observation (or alert creation) -> delivered
     errors: Counter = field(default_factory=Counter)  # one-line, secret-free error -> count
 
     def latency_percentile(self, q: float) -> float | None:
@@ -121,7 +121,7 @@ def dispatch(connect: Callable[[], psycopg.Connection], *, run_id: str, channels
 def _send_round(conn: psycopg.Connection, claimed: list[db.Claimed], *, run_id: str, channels: ChannelSettings,
                 settings: DispatchSettings, report: DispatchReport, now_fn: Callable[[], datetime]) -> None:
     attempts = {c.delivery.delivery_id: c.delivery.attempt for c in claimed}
-    observed = {c.delivery.delivery_id: c.observed_at for c in claimed}
+    due_since = {c.delivery.delivery_id: c.due_since for c in claimed}
 
     def settle(results: list[DeliveryResult]) -> None:
         with conn.transaction():
@@ -141,7 +141,7 @@ def _send_round(conn: psycopg.Connection, claimed: list[db.Claimed], *, run_id: 
                 report.gone += 1
             if res.outcome != Outcome.SENT and res.error:
                 report.errors[f"{res.error}"] += 1
-            seen = observed.get(res.delivery_id)
+            seen = due_since.get(res.delivery_id)
             if res.outcome == Outcome.SENT and seen is not None:
                 report.latencies_s.append((res.finished_at - seen).total_seconds())
 

@@ -71,9 +71,10 @@ def payload(household_id: str, alert_id: int, offer_id: int, product_id: int, pr
 
 
 def events(conn, household_id: str, product: int, offer: int, n: int, *, created_at: datetime = NOW) -> list[int]:
+    # the alert is older than the observations: latency counts from them
     alert = conn.execute(
-        "insert into alerts (household_id, alert_type, product_id, params) values (%s, 'TARGET_PRICE', %s,"
-        " '{\"target\": 350}') returning id", (household_id, product)).fetchone()[0]
+        "insert into alerts (household_id, alert_type, product_id, params, created_at) values (%s, 'TARGET_PRICE', %s,"
+        " '{\"target\": 350}', %s) returning id", (household_id, product, created_at - timedelta(minutes=2))).fetchone()[0]
     ids = []
     for i in range(n):
         price = f"{349 - i}.90"
@@ -362,3 +363,17 @@ def test_concurrent_releases_keep_the_rate_limit_and_one_digest(conn, db_url):
     digests = conn.execute("select id from alert_events where kind = 'digest' and status = 'pending'").fetchall()
     assert len(digests) == 1
     assert conn.execute("select count(*) from alert_events where digest_id = %s", (digests[0][0],)).fetchone()[0] == 20
+
+
+def test_latency_counts_from_the_alerts_creation_when_it_is_later_than_the_price(conn, db_url, inbox):
+    ha = household(conn, "ana@example.com")
+    product, offer = catalog(conn)
+    channel(conn, ha, "webhook", inbox.webhook_url("ana", secret=SECRET), SECRET)
+    events(conn, ha, product, offer, 2)
+    # a price seen three days ago, an alert created 5 seconds ago that it satisfies at once
+    conn.execute("update alert_events set observed_at = now() - interval '3 days'")
+    conn.execute("update alerts set created_at = now() - interval '5 seconds'")
+    started = time.monotonic()
+    report = run(db_url, inbox, at=datetime.now(UTC))
+    assert report.sent == 2
+    assert 5.0 <= report.metadata()["latency_p95_s"] <= 5.0 + (time.monotonic() - started) + 1.0
