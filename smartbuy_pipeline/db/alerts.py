@@ -72,8 +72,11 @@ create temporary table if not exists alert_eval_ids (id bigint primary key) on c
 """
 
 # Alerts whose subject has an offer whose state changed (tracker: price, availability, "de"
-# price) or whose risk score was recomputed since `changed_since`. Both scans are sequential:
-# an index on offers.last_changed_at would make the tracker's hourly updates non-HOT (see 0010).
+# price) or whose risk score was recomputed since `changed_since`, and alerts created after
+# `new_after` (an id; NULL: none), so a new alert is evaluated (its PERCENT_DROP baseline taken,
+# a first match at creation notified) within the trigger's seconds rather than at the next
+# schedule. Both change scans are sequential: an index on offers.last_changed_at would make the
+# tracker's hourly updates non-HOT (see 0010); the new alerts are a primary-key range.
 TRIGGERED_IDS_SQL = """
 insert into alert_eval_ids (id)
 with changed as (
@@ -86,6 +89,8 @@ with changed as (
 select a.id from alerts a where a.active and a.offer_id in (select id from changed)
 union
 select a.id from alerts a where a.active and a.product_id in (select product_id from changed)
+union
+select a.id from alerts a where a.id > %(new_after)s and a.active
 on conflict (id) do nothing
 """
 
@@ -442,13 +447,13 @@ class AlertEvaluation:
 
 
 def evaluate_alerts(conn: psycopg.Connection, *, now: datetime, partition_key: str, run_id: str | None,
-                    changed_since: datetime | None = None) -> AlertEvaluation:
+                    changed_since: datetime | None = None, new_alerts_after: int | None = None) -> AlertEvaluation:
     """Evaluate active alerts at `now` and write the outbox; the caller owns the transaction.
 
     changed_since None: every active alert ('full'). Otherwise ('triggered') only the alerts with
-    a subject offer whose last_changed_at, or whose risk score's computed_at, is >= changed_since;
-    those are evaluated fully (all their subject offers). Records an `alert_evaluations` row in
-    the same transaction.
+    a subject offer whose last_changed_at, or whose risk score's computed_at, is >= changed_since,
+    and (when `new_alerts_after` is given) the alerts with a greater id; those are evaluated fully
+    (all their subject offers). Records an `alert_evaluations` row in the same transaction.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -467,7 +472,7 @@ def evaluate_alerts(conn: psycopg.Connection, *, now: datetime, partition_key: s
         if mode == TRIGGERED:
             conn.execute(CREATE_IDS_SQL)
             conn.execute("truncate alert_eval_ids")
-            conn.execute(TRIGGERED_IDS_SQL, {"since": changed_since})
+            conn.execute(TRIGGERED_IDS_SQL, {"since": changed_since, "new_after": new_alerts_after})
             conn.execute("analyze alert_eval_ids")  # temporary tables get no statistics otherwise
             scope, evaluated = _SCOPE_TRIGGERED, _EVALUATED_TRIGGERED
         conn.execute("drop table if exists pg_temp.alert_eval_best")

@@ -34,11 +34,14 @@ TRIGGER_OVERLAP = timedelta(minutes=5)
 # checkpoint row (`batches`), so the sum only grows, whenever the batch's transaction started (a
 # timestamp such as updated_at = now() is the transaction's start: a batch that began before
 # another but committed after it would look older than what the cursor had seen). A rescoring
-# that changes a score or bucket adds offer_risk_score_history rows. Both reads are cheap: the
-# checkpoint table has a row per shard and hour, and max(id) is a primary-key probe.
+# that changes a score or bucket adds offer_risk_score_history rows; a household creates alerts.
+# All reads are cheap: the checkpoint table has a row per shard and hour, max(id) is a
+# primary-key probe. (An alert whose insert commits after a newer one was seen waits for the
+# schedule.)
 LANDED_SQL = """
 select (select coalesce(sum(batches), 0) from price_tracking_progress) as price_batches,
        (select coalesce(max(id), 0) from offer_risk_score_history) as risk_changes,
+       (select coalesce(max(id), 0) from alerts) as newest_alert,
        now() as seen_at
 """
 
@@ -54,6 +57,7 @@ def _instant(value: str, field: str) -> datetime | None:
 
 class AlertEvaluationConfig(dg.Config):
     changed_since: str = ""  # ISO-8601: only alerts whose offers changed since (the trigger sets it); empty = all
+    new_alerts_after: int = -1  # with changed_since: also the alerts with a greater id (created since); -1 = none
     as_of: str = ""  # ISO-8601 instant to evaluate at (replays, tests); empty = now
 
 
@@ -77,8 +81,10 @@ def alert_candidates(context: dg.AssetExecutionContext, config: AlertEvaluationC
     changed_since = _instant(config.changed_since, "changed_since")
     try:
         with database.transaction() as conn:
-            evaluation = alerts_db.evaluate_alerts(conn, now=now, partition_key=context.partition_key,
-                                                   run_id=context.run.run_id, changed_since=changed_since)
+            evaluation = alerts_db.evaluate_alerts(
+                conn, now=now, partition_key=context.partition_key, run_id=context.run.run_id,
+                changed_since=changed_since,
+                new_alerts_after=config.new_alerts_after if config.new_alerts_after >= 0 else None)
     except psycopg.OperationalError:
         raise  # transient: the RetryPolicy re-runs; nothing was committed
     mode = "triggered" if changed_since else "full"
@@ -100,14 +106,16 @@ alert_candidates_schedule = dg.build_schedule_from_partitioned_job(
 
 
 @dg.sensor(job=alert_evaluation_job, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="When a price batch (or a risk rescoring) commits, evaluate the alerts whose offers changed.")
+           description="When a price batch (or a risk rescoring) commits, or alerts are created, evaluate the "
+                       "alerts whose offers changed and the new alerts.")
 def alert_candidates_on_price_batch(context: dg.SensorEvaluationContext, database: Database):
     with psycopg.connect(database.database_url.url, application_name="smartbuy-sensor") as conn:
-        batches, risk, seen_at = conn.execute(LANDED_SQL).fetchone()
+        batches, risk, newest_alert, seen_at = conn.execute(LANDED_SQL).fetchone()
     if not batches and not risk:
         return dg.SkipReason("no price batch has landed yet")
     previous = json.loads(context.cursor) if context.cursor else {}
-    if (previous.get("price_batches"), previous.get("risk_changes")) == (batches, risk):
+    landed = {"price_batches": batches, "risk_changes": risk, "newest_alert": newest_alert}
+    if all(previous.get(k) == v for k, v in landed.items()):
         return dg.SkipReason("no new price batch")
     waiting = context.instance.get_runs_count(dg.RunsFilter(
         job_name=alert_evaluation_job.name,
@@ -119,12 +127,15 @@ def alert_candidates_on_price_batch(context: dg.SensorEvaluationContext, databas
     previous_at = datetime.fromisoformat(previous["seen_at"]) if "seen_at" in previous \
         else seen_at - timedelta(minutes=15)
     since = previous_at - TRIGGER_OVERLAP
+    config = {"changed_since": since.isoformat()}
+    if previous.get("newest_alert") is not None:  # alerts created since the previous tick
+        config["new_alerts_after"] = previous["newest_alert"]
     return dg.SensorResult(
         run_requests=[dg.RunRequest(
-            run_key=f"prices-{batches}-risk-{risk}",
+            run_key=f"prices-{batches}-risk-{risk}-alerts-{newest_alert}",
             partition_key=window_key(seen_at),
-            run_config={"ops": {"alert_candidates": {"config": {"changed_since": since.isoformat()}}}},
+            run_config={"ops": {"alert_candidates": {"config": config}}},
             tags={"smartbuy/trigger": "price_batch"},
         )],
-        cursor=json.dumps({"price_batches": batches, "risk_changes": risk, "seen_at": seen_at.isoformat()}),
+        cursor=json.dumps({**landed, "seen_at": seen_at.isoformat()}),
     )

@@ -49,11 +49,12 @@ def test_a_landed_price_batch_triggers_a_scoped_evaluation_once(definitions, ins
     before = datetime.now(UTC)
     second = tick(definitions, instance, db_url)
     (request,) = second.run_requests
-    assert request.run_key == "prices-1-risk-0"
+    assert request.run_key == "prices-1-risk-0-alerts-0"
     assert before <= seen_at(second) <= datetime.now(UTC)
     assert request.partition_key == window_key(seen_at(second))
     config = request.run_config["ops"]["alert_candidates"]["config"]
     assert datetime.fromisoformat(config["changed_since"]) == seen_at(second) - timedelta(minutes=15) - TRIGGER_OVERLAP
+    assert "new_alerts_after" not in config  # no earlier tick to tell which alerts are new
     # the same batch on the next tick: nothing new
     third = tick(definitions, instance, db_url, cursor=second.cursor)
     assert third.run_requests == [] and third.skip_message == "no new price batch"
@@ -63,11 +64,12 @@ def test_a_landed_price_batch_triggers_a_scoped_evaluation_once(definitions, ins
     land_batch(db_url, t1 - timedelta(seconds=20), "2026-11-26-10:00-b")
     fourth = tick(definitions, instance, db_url, cursor=second.cursor)
     (request,) = fourth.run_requests
-    assert request.run_key == "prices-2-risk-0"
-    since = request.run_config["ops"]["alert_candidates"]["config"]["changed_since"]
-    assert datetime.fromisoformat(since) == seen_at(second) - TRIGGER_OVERLAP
-    assert {k: v for k, v in json.loads(fourth.cursor).items() if k != "seen_at"} == {"price_batches": 2,
-                                                                                       "risk_changes": 0}
+    assert request.run_key == "prices-2-risk-0-alerts-0"
+    config = request.run_config["ops"]["alert_candidates"]["config"]
+    assert datetime.fromisoformat(config["changed_since"]) == seen_at(second) - TRIGGER_OVERLAP
+    assert config["new_alerts_after"] == 0
+    assert {k: v for k, v in json.loads(fourth.cursor).items() if k != "seen_at"} == {
+        "price_batches": 2, "risk_changes": 0, "newest_alert": 0}
     # a rescoring that changed a score is news too
     with psycopg.connect(db_url.url, autocommit=True) as conn:
         _, offer = catalog(conn)
@@ -75,7 +77,17 @@ def test_a_landed_price_batch_triggers_a_scoped_evaluation_once(definitions, ins
                      " values (%s, 40, 'C', 't')", (offer,))
     fifth = tick(definitions, instance, db_url, cursor=fourth.cursor)
     (request,) = fifth.run_requests
-    assert request.run_key.startswith("prices-2-risk-") and request.run_key != "prices-2-risk-0"
+    assert request.run_key.startswith("prices-2-risk-") and request.run_key != "prices-2-risk-0-alerts-0"
+    # a household creates an alert: evaluated on the next tick (a first match at creation), not at
+    # the next schedule
+    with psycopg.connect(db_url.url, autocommit=True) as conn:
+        ha = household(conn, "ana@example.com")
+        alert = conn.execute("insert into alerts (household_id, alert_type, offer_id) values (%s, 'NEW_LOW', %s)"
+                             " returning id", (ha, offer)).fetchone()[0]
+    sixth = tick(definitions, instance, db_url, cursor=fifth.cursor)
+    (request,) = sixth.run_requests
+    assert request.run_key.endswith(f"-alerts-{alert}")
+    assert request.run_config["ops"]["alert_candidates"]["config"]["new_alerts_after"] == 0  # none before it
 
 
 def test_schedule_evaluates_the_window_it_runs_in(definitions, instance):

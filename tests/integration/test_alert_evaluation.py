@@ -107,10 +107,11 @@ class World:
             f"insert into alerts ({', '.join(names)}) values ({', '.join(['%s'] * len(names))}) returning id",
             values).fetchone()[0]
 
-    def evaluate(self, now: datetime, changed_since: datetime | None = None) -> AlertEvaluation:
+    def evaluate(self, now: datetime, changed_since: datetime | None = None,
+                 new_alerts_after: int | None = None) -> AlertEvaluation:
         with self.conn.transaction():
             return evaluate_alerts(self.conn, now=now, partition_key=now.strftime("%Y-%m-%d-%H:%M"),
-                                   run_id="test", changed_since=changed_since)
+                                   run_id="test", changed_since=changed_since, new_alerts_after=new_alerts_after)
 
     def events(self, alert: int | None = None) -> list[tuple]:
         """(offer_id, price, dedupe_key) in creation order."""
@@ -529,6 +530,26 @@ def test_triggered_mode_evaluates_only_alerts_touching_changed_offers(w, hh):
     # a full run sees the p2 change too
     r = w.evaluate(since + H)
     assert (r.mode, r.alerts_evaluated, r.events_created) == ("full", 4, 2)  # by_product 98.00; untouched 98.00
+
+
+def test_triggered_mode_takes_new_alerts_baselines_and_first_matches(w, hh):
+    p1, p2 = w.product(), w.product()
+    o1 = w.offer(p1, w.shop(), "200.00")
+    w.offer(p2, w.shop(), "150.00")
+    old = w.alert(hh, "TARGET_PRICE", {"target": 300}, offer=o1)
+    assert w.evaluate(T0).events_created == 1
+    newest_seen = old
+    # created after the last trigger, prices unchanged: a first match at creation, and a
+    # PERCENT_DROP whose baseline is the price when it was created
+    at_creation = w.alert(hh, "TARGET_PRICE", {"target": 250}, offer=o1)
+    drop = w.alert(hh, "PERCENT_DROP", {"percent": 10}, product=p2)
+    r = w.evaluate(T0 + H, changed_since=T0 + H, new_alerts_after=newest_seen)
+    assert (r.mode, r.alerts_evaluated, r.events_created, r.baselines_set) == ("triggered", 2, 1, 1)
+    assert [e[0] for e in w.events(at_creation)] == [o1]
+    assert w.state(drop)[-1] == Decimal("150.00")
+    assert len(w.events(old)) == 1  # not re-evaluated
+    # without new_alerts_after, a triggered run with nothing changed evaluates nothing
+    assert w.evaluate(T0 + 2 * H, changed_since=T0 + 2 * H).alerts_evaluated == 0
 
 
 # --------------------------------------------------------------------------- households / RLS
