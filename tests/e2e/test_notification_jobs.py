@@ -149,3 +149,25 @@ def test_failed_run_is_reported_to_the_ops_webhook(definitions, instance, db_url
     assert body["url"] == f"http://dagster.ops.example:3000/runs/{failed.run_id}"
     assert body["run_id"] == failed.run_id and "SMARTBUY_SMTP_PORT" in body["body"]
     assert inbox.hooks("ops")[0].headers["Idempotency-Key"] == f"run-failure-{failed.run_id}"
+
+
+def test_failed_partitioned_run_is_reported_through_an_apprise_url(definitions, instance, db_url, inbox, monkeypatch):
+    # an alert evaluation of one 15-minute window, given an instant without an offset: it fails
+    failed = definitions.resolve_job_def("alert_evaluation").execute_in_process(
+        instance=instance, partition_key="2026-11-26-12:30", raise_on_error=False,
+        resources={"database": Database(url=db_url.url)},
+        run_config={"ops": {"alert_candidates": {"config": {"as_of": "2026-11-26T12:30:00"}}}})
+    assert not failed.success
+    monkeypatch.setenv(OPS_ALERT_URL_ENV, inbox.apprise_url("ops"))  # json:// : Apprise posts it here
+    monkeypatch.setenv(ALLOW_PRIVATE_NETWORK_ENV, "true")
+    monkeypatch.setenv(UI_URL_ENV, "http://dagster.ops.example:3000")
+    sensor = definitions.resolve_sensor_def("ops_run_failure_alert")
+    ctx = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name, dagster_instance=instance, dagster_run=failed.dagster_run,
+        dagster_event=failed.get_run_failure_event(), resources={"ops_alerts": OpsAlerts()},
+    ).for_run_failure()
+    sensor(ctx)
+    (notice,) = inbox.apprise("ops")
+    assert notice.title == "SmartBuy: run failed: alert_evaluation [2026-11-26-12:30]"
+    assert "as_of must carry a UTC offset" in notice.message
+    assert f"http://dagster.ops.example:3000/runs/{failed.run_id}" in notice.message
