@@ -127,6 +127,16 @@ def test_redrive_job_audits_the_actor(definitions, instance, db_url, world, inbo
     assert inbox.unique("ana") == 1
 
 
+def report_failure(definitions, instance, failed) -> None:
+    """Run the ops_run_failure_alert sensor on a failed in-process run."""
+    sensor = definitions.resolve_sensor_def("ops_run_failure_alert")
+    ctx = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name, dagster_instance=instance, dagster_run=failed.dagster_run,
+        dagster_event=failed.get_run_failure_event(), resources={"ops_alerts": OpsAlerts()},
+    ).for_run_failure()
+    sensor(ctx)
+
+
 def test_failed_run_is_reported_to_the_ops_webhook(definitions, instance, db_url, world, inbox, monkeypatch):
     monkeypatch.setenv(SMTP_PORT_ENV, "0")  # a broken deployment setting: the dispatch run fails
     failed = definitions.resolve_job_def("dispatch_notifications").execute_in_process(
@@ -137,12 +147,7 @@ def test_failed_run_is_reported_to_the_ops_webhook(definitions, instance, db_url
     monkeypatch.setenv(OPS_ALERT_SECRET_ENV, OPS_SECRET)
     monkeypatch.setenv(ALLOW_PRIVATE_NETWORK_ENV, "true")
     monkeypatch.setenv(UI_URL_ENV, "http://dagster.ops.example:3000/")
-    sensor = definitions.resolve_sensor_def("ops_run_failure_alert")
-    ctx = dg.build_run_status_sensor_context(
-        sensor_name=sensor.name, dagster_instance=instance, dagster_run=failed.dagster_run,
-        dagster_event=failed.get_run_failure_event(), resources={"ops_alerts": OpsAlerts()},
-    ).for_run_failure()
-    sensor(ctx)
+    report_failure(definitions, instance, failed)
     assert inbox.unique("ops") == 1
     body = inbox.hooks("ops")[0].body
     assert body["job"] == "dispatch_notifications"
@@ -161,12 +166,7 @@ def test_failed_partitioned_run_is_reported_through_an_apprise_url(definitions, 
     monkeypatch.setenv(OPS_ALERT_URL_ENV, inbox.apprise_url("ops"))  # json:// : Apprise posts it here
     monkeypatch.setenv(ALLOW_PRIVATE_NETWORK_ENV, "true")
     monkeypatch.setenv(UI_URL_ENV, "http://dagster.ops.example:3000")
-    sensor = definitions.resolve_sensor_def("ops_run_failure_alert")
-    ctx = dg.build_run_status_sensor_context(
-        sensor_name=sensor.name, dagster_instance=instance, dagster_run=failed.dagster_run,
-        dagster_event=failed.get_run_failure_event(), resources={"ops_alerts": OpsAlerts()},
-    ).for_run_failure()
-    sensor(ctx)
+    report_failure(definitions, instance, failed)
     (notice,) = inbox.apprise("ops")
     assert notice.title == "SmartBuy: run failed: alert_evaluation [2026-11-26-12:30]"
     assert "as_of must carry a UTC offset" in notice.message
